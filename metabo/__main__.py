@@ -1,0 +1,5 @@
+import sys
+
+from metabo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,88 @@
+"""The ``metabo`` command.
+
+Each subcommand is one module in ``metabo/commands/`` that defines ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``. Adding a subcommand means adding the module
+and its name to ``COMMANDS``. Modules import JAX inside ``run`` so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+COMMANDS = (
+    "info",
+    "demo",
+    "pretrain",
+    "suggest",
+    "collect",
+    "benchmark",
+    "reproduce",
+    "import",
+    "inspect",
+)
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback, exit code 2."""
+
+
+def configure_jax() -> None:
+    """Float64 for GP work and a persistent compilation cache; call before JAX is imported."""
+    os.environ.setdefault("JAX_ENABLE_X64", "1")
+    cache = os.environ.get("METABO_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "metabo", "jax"))
+    if cache and cache.lower() != "off":
+        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", cache)
+        # Cache even quick compilations: the CLI's cold start is dominated by many small ones.
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def _load(name: str):
+    return importlib.import_module(f"metabo.commands.{name.replace('-', '_')}_cmd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from metabo import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="metabo",
+        description="Meta-learned transfer Bayesian optimization: pre-train a GP prior on past "
+        "tuning logs, then use it to tune new tasks.",
+    )
+    parser.add_argument("--version", action="version", version=f"metabo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = _load(name)
+        except ModuleNotFoundError as err:
+            if err.name and err.name.startswith("metabo.commands"):
+                continue  # not built yet
+            raise
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_jax()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except UserError as err:
+        print(f"metabo {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"metabo {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

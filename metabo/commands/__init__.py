@@ -1,0 +1,1 @@
+"""Subcommands of the ``metabo`` CLI, one module each (``<name>_cmd.py``); see ``metabo.cli``."""
