@@ -1,0 +1,241 @@
+"""GP model structure and parameters.
+
+``GPModel`` is the static structure (hashable, usable as a ``jit`` static argument): which mean,
+which kernel, MLP sizes. ``GPParams`` is the pytree of *raw* (unconstrained) values the optimizer
+sees; positivity is applied with softplus plus a floor when the model is evaluated, never stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metabo.gp import kernels
+
+MEANS = ("zero", "constant", "linear", "mlp")
+KERNELS = tuple(kernels.KERNELS)
+
+Layer = tuple[jax.Array, jax.Array]  # (W [in, out], b [out])
+
+
+class GPParams(NamedTuple):
+    """Raw GP parameters. Unused pieces are empty arrays / tuples, so one type fits all models.
+
+    mean_constant: [] constant mean (the output bias of linear and MLP means).
+    mean_weights: [p] linear-mean weights (p = input or feature width), or [0].
+    mean_mlp: layers of the MLP mean (last layer has width 1), or ().
+    raw_lengthscale: [p] ARD lengthscales before softplus.
+    raw_signal: [] signal variance before softplus.
+    raw_noise: [] observation noise variance before softplus.
+    raw_bias: [] dot-product kernel bias variance before softplus.
+    features: layers of the deep-kernel feature MLP, or ().
+    """
+
+    mean_constant: jax.Array
+    mean_weights: jax.Array
+    mean_mlp: tuple[Layer, ...]
+    raw_lengthscale: jax.Array
+    raw_signal: jax.Array
+    raw_noise: jax.Array
+    raw_bias: jax.Array
+    features: tuple[Layer, ...]
+
+
+class Hyper(NamedTuple):
+    """Constrained kernel hyperparameters: lengthscale [p], signal [], noise [], bias []."""
+
+    lengthscale: jax.Array
+    signal: jax.Array
+    noise: jax.Array
+    bias: jax.Array
+
+
+def softplus(raw):
+    return jax.nn.softplus(raw)
+
+
+def inverse_softplus(value):
+    """raw with softplus(raw) == value, for value > 0 (stable for large values)."""
+    value = jnp.asarray(value)
+    return value + jnp.log(-jnp.expm1(-value))
+
+
+@dataclass(frozen=True)
+class GPModel:
+    """The structure of a GP prior.
+
+    Attributes:
+      mean: ``zero | constant | linear | mlp``.
+      kernel: ``se | matern32 | matern52 | dot`` (ARD lengthscales; ``dot`` is a linear kernel).
+      feature_sizes: hidden widths of a feature MLP the kernel is applied to (deep kernel);
+        ``()`` for a kernel on the inputs. The last width is the feature dimension.
+      mean_hidden: hidden widths of the MLP mean.
+      share_features: linear / MLP means read the kernel's MLP features instead of the inputs.
+      lengthscale_floor, signal_floor, noise_floor: lower bounds added after softplus; a GP that
+        collapses to zero noise or zero lengthscale fails later, far from the cause.
+    """
+
+    mean: str = "constant"
+    kernel: str = "matern52"
+    feature_sizes: tuple[int, ...] = ()
+    mean_hidden: tuple[int, ...] = (32, 32)
+    share_features: bool = False
+    lengthscale_floor: float = 1e-3
+    signal_floor: float = 1e-6
+    noise_floor: float = 1e-6
+
+    def __post_init__(self):
+        if self.mean not in MEANS:
+            raise ValueError(f"unknown mean {self.mean!r}; expected one of {MEANS}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"unknown kernel {self.kernel!r}; expected one of {KERNELS}")
+        object.__setattr__(self, "feature_sizes", tuple(int(s) for s in self.feature_sizes))
+        object.__setattr__(self, "mean_hidden", tuple(int(s) for s in self.mean_hidden))
+        if any(s < 1 for s in self.feature_sizes + self.mean_hidden):
+            raise ValueError("MLP widths must be positive")
+        if self.share_features and not self.feature_sizes:
+            raise ValueError("share_features needs feature_sizes")
+
+    # ---- structure ------------------------------------------------------------------------
+    def feature_dim(self, dim: int) -> int:
+        return self.feature_sizes[-1] if self.feature_sizes else dim
+
+    def to_dict(self) -> dict:
+        return {
+            "mean": self.mean,
+            "kernel": self.kernel,
+            "feature_sizes": list(self.feature_sizes),
+            "mean_hidden": list(self.mean_hidden),
+            "share_features": self.share_features,
+            "lengthscale_floor": self.lengthscale_floor,
+            "signal_floor": self.signal_floor,
+            "noise_floor": self.noise_floor,
+        }
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> "GPModel":
+        spec = dict(spec)
+        spec["feature_sizes"] = tuple(spec.get("feature_sizes", ()))
+        spec["mean_hidden"] = tuple(spec.get("mean_hidden", (32, 32)))
+        return cls(**spec)
+
+    # ---- parameters -----------------------------------------------------------------------
+    def init(
+        self,
+        key: jax.Array,
+        dim: int,
+        y_mean: float = 0.0,
+        y_var: float = 1.0,
+        lengthscale: float = 0.5,
+        noise_fraction: float = 0.1,
+    ) -> GPParams:
+        """Initial raw parameters from data statistics.
+
+        The constant mean starts at ``y_mean``; the signal variance at ``y_var`` of which
+        ``noise_fraction`` is assigned to noise; lengthscales at ``lengthscale`` (unit cube).
+        """
+        key_features, key_mean = jax.random.split(key)
+        features = _init_mlp(key_features, dim, self.feature_sizes, final_linear=False)
+        p = self.feature_dim(dim)
+        mean_in = p if self.share_features else dim
+        y_var = max(float(y_var), 10 * self.signal_floor)
+        mean_mlp: tuple[Layer, ...] = ()
+        if self.mean == "mlp":
+            mean_mlp = _init_mlp(key_mean, mean_in, self.mean_hidden + (1,), final_linear=True)
+        width = mean_in if self.mean == "linear" else 0
+        if self.kernel == "dot":
+            ls = jnp.full((p,), 1.0)
+        else:
+            ls = jnp.full((p,), float(lengthscale))
+        return GPParams(
+            mean_constant=jnp.asarray(float(y_mean) if self.mean != "zero" else 0.0),
+            mean_weights=jnp.zeros((width,)),
+            mean_mlp=mean_mlp,
+            raw_lengthscale=inverse_softplus(jnp.maximum(ls - self.lengthscale_floor, 1e-6)),
+            raw_signal=inverse_softplus(jnp.asarray((1 - noise_fraction) * y_var)),
+            raw_noise=inverse_softplus(jnp.asarray(max(noise_fraction * y_var, 2 * self.noise_floor))),
+            raw_bias=inverse_softplus(jnp.asarray(0.1 * y_var)),
+            features=features,
+        )
+
+    def hyper(self, params: GPParams) -> Hyper:
+        """Constrained hyperparameters (softplus + floor)."""
+        return Hyper(
+            lengthscale=softplus(params.raw_lengthscale) + self.lengthscale_floor,
+            signal=softplus(params.raw_signal) + self.signal_floor,
+            noise=softplus(params.raw_noise) + self.noise_floor,
+            bias=softplus(params.raw_bias),
+        )
+
+    def with_hyper(self, params: GPParams, lengthscale=None, signal=None, noise=None, bias=None) -> GPParams:
+        """Params with some constrained values replaced (inverse of ``hyper``)."""
+        updates = {}
+        if lengthscale is not None:
+            updates["raw_lengthscale"] = inverse_softplus(jnp.asarray(lengthscale) - self.lengthscale_floor)
+        if signal is not None:
+            updates["raw_signal"] = inverse_softplus(jnp.asarray(signal) - self.signal_floor)
+        if noise is not None:
+            updates["raw_noise"] = inverse_softplus(jnp.asarray(noise) - self.noise_floor)
+        if bias is not None:
+            updates["raw_bias"] = inverse_softplus(jnp.asarray(bias))
+        return params._replace(**updates)
+
+    # ---- evaluation -----------------------------------------------------------------------
+    def features(self, params: GPParams, x: jax.Array) -> jax.Array:
+        """x: [n, d] -> [n, p] (the identity without a feature MLP)."""
+        return _apply_mlp(params.features, x, final_linear=False) if self.feature_sizes else x
+
+    def mean_fn(self, params: GPParams, x: jax.Array) -> jax.Array:
+        """Prior mean. x: [n, d] -> [n]."""
+        if self.mean == "zero":
+            return jnp.zeros(x.shape[:-1], dtype=x.dtype)
+        if self.mean == "constant":
+            return jnp.broadcast_to(params.mean_constant, x.shape[:-1]).astype(x.dtype)
+        inputs = self.features(params, x) if self.share_features else x
+        if self.mean == "linear":
+            return params.mean_constant + inputs @ params.mean_weights
+        return params.mean_constant + _apply_mlp(params.mean_mlp, inputs, final_linear=True)[..., 0]
+
+    def cov(self, params: GPParams, x1: jax.Array, x2: jax.Array) -> jax.Array:
+        """Prior covariance without noise. x1: [n, d], x2: [m, d] -> [n, m]."""
+        h = self.hyper(params)
+        f1, f2 = self.features(params, x1), self.features(params, x2)
+        return kernels.KERNELS[self.kernel](f1 / h.lengthscale, f2 / h.lengthscale, h.signal, h.bias)
+
+    def cov_diag(self, params: GPParams, x: jax.Array) -> jax.Array:
+        """Prior variances without noise. x: [n, d] -> [n]."""
+        h = self.hyper(params)
+        f = self.features(params, x) / h.lengthscale
+        if self.kernel == "dot":
+            return h.bias + h.signal * jnp.sum(f * f, axis=-1)
+        return jnp.broadcast_to(h.signal, x.shape[:-1]).astype(x.dtype)
+
+    def noise(self, params: GPParams) -> jax.Array:
+        """Observation noise variance []."""
+        return self.hyper(params).noise
+
+
+def _init_mlp(key, in_dim: int, sizes: tuple[int, ...], final_linear: bool) -> tuple[Layer, ...]:
+    layers = []
+    width = in_dim
+    keys = jax.random.split(key, max(len(sizes), 1))
+    for i, size in enumerate(sizes):
+        last = final_linear and i == len(sizes) - 1
+        scale = np.sqrt((1.0 if last else 2.0) / (width + size)) * (0.1 if last else 1.0)
+        w = scale * jax.random.normal(keys[i], (width, size))
+        layers.append((w, jnp.zeros((size,))))
+        width = size
+    return tuple(layers)
+
+
+def _apply_mlp(layers: tuple[Layer, ...], x: jax.Array, final_linear: bool) -> jax.Array:
+    h = x
+    for i, (w, b) in enumerate(layers):
+        h = h @ w + b
+        if not (final_linear and i == len(layers) - 1):
+            h = jnp.tanh(h)
+    return h

@@ -1,0 +1,103 @@
+"""Marginal likelihood and posterior of a GP with a given prior (model, params).
+
+All functions are pure and jittable (``model`` static). Observations may be padded: ``mask``
+[n] marks the real ones, padded rows are ignored exactly (their Gram block is the identity and
+their residual is zero).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import cho_solve, solve_triangular
+
+from metabo.gp.linalg import LOG_2PI, cholesky_adaptive, gaussian_nll, mask_gram
+from metabo.gp.model import GPModel, GPParams
+
+
+def _full_mask(x, mask):
+    return jnp.ones(x.shape[0], dtype=bool) if mask is None else mask
+
+
+def noisy_gram(model: GPModel, params: GPParams, x, mask=None):
+    """K(x, x) + noise I, padded rows as identity. x: [n, d] -> [n, n]."""
+    mask = _full_mask(x, mask)
+    gram = model.cov(params, x, x) + model.noise(params) * jnp.eye(x.shape[0], dtype=x.dtype)
+    return mask_gram(gram, mask)
+
+
+def negative_log_likelihood(model: GPModel, params: GPParams, x, y, mask=None):
+    """-log p(y | x) under the prior. x: [n, d], y: [n], mask: [n] -> [] (real points only)."""
+    mask = _full_mask(x, mask)
+    residual = jnp.where(mask, y - model.mean_fn(params, x), 0.0)
+    count = jnp.sum(mask)
+    return gaussian_nll(noisy_gram(model, params, x, mask), residual) + 0.5 * count * LOG_2PI
+
+
+def log_marginal_likelihood(model: GPModel, params: GPParams, x, y, mask=None):
+    """log p(y | x). x: [n, d], y: [n], mask: [n] -> []."""
+    return -negative_log_likelihood(model, params, x, y, mask)
+
+
+class Conditioned(NamedTuple):
+    """A GP conditioned on observations (a pytree; reuse it for many predictions).
+
+    x: [n, d] observed inputs; mask: [n]; chol: [n, n] Cholesky factor of the noisy Gram matrix
+    (with jitter); alpha: [n] = K^-1 (y - mu); jitter: [] added to the diagonal (0 if none).
+    """
+
+    x: jax.Array
+    mask: jax.Array
+    chol: jax.Array
+    alpha: jax.Array
+    jitter: jax.Array
+
+
+def condition(model: GPModel, params: GPParams, x, y, mask=None, noise=None) -> Conditioned:
+    """Condition the prior on (x [n, d], y [n]). Adds jitter only if the factorization fails.
+
+    ``noise`` overrides the model's observation noise variance (for example 0 for exact
+    interpolation, where the adaptive jitter then keeps things finite).
+    """
+    mask = _full_mask(x, mask)
+    noise = model.noise(params) if noise is None else noise
+    gram = model.cov(params, x, x) + noise * jnp.eye(x.shape[0], dtype=x.dtype)
+    chol, jitter = cholesky_adaptive(mask_gram(gram, mask))
+    residual = jnp.where(mask, y - model.mean_fn(params, x), 0.0)
+    alpha = cho_solve((chol, True), residual)
+    return Conditioned(x, mask, chol, alpha, jitter)
+
+
+def _cross(model, params, state: Conditioned, xq):
+    return jnp.where(state.mask[None, :], model.cov(params, xq, state.x), 0.0)
+
+
+def predict(model: GPModel, params: GPParams, state: Conditioned, xq, include_noise: bool = False):
+    """Posterior mean and variance at xq: [m, d] -> ([m], [m])."""
+    cross = _cross(model, params, state, xq)
+    mean = model.mean_fn(params, xq) + cross @ state.alpha
+    v = solve_triangular(state.chol, cross.T, lower=True)
+    var = model.cov_diag(params, xq) - jnp.sum(v * v, axis=0)
+    var = jnp.maximum(var, 0.0)
+    if include_noise:
+        var = var + model.noise(params)
+    return mean, var
+
+
+def predict_cov(model: GPModel, params: GPParams, state: Conditioned, xq, include_noise: bool = False):
+    """Posterior mean [m] and full covariance [m, m] at xq: [m, d]."""
+    cross = _cross(model, params, state, xq)
+    mean = model.mean_fn(params, xq) + cross @ state.alpha
+    v = solve_triangular(state.chol, cross.T, lower=True)
+    cov = model.cov(params, xq, xq) - v.T @ v
+    cov = 0.5 * (cov + cov.T)
+    if include_noise:
+        cov = cov + model.noise(params) * jnp.eye(xq.shape[0], dtype=xq.dtype)
+    return mean, cov
+
+
+def posterior(model: GPModel, params: GPParams, x, y, xq, mask=None, include_noise: bool = False):
+    """Convenience: condition on (x, y) and predict mean and variance at xq. -> ([m], [m])."""
+    return predict(model, params, condition(model, params, x, y, mask), xq, include_noise)
