@@ -1,9 +1,8 @@
-"""Test configuration: float64 for all GP work, and a small fixed thread count."""
+"""Test configuration: float64 for all GP work."""
 
 import os
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import jax  # noqa: E402
 
