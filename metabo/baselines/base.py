@@ -99,3 +99,29 @@ def best_unobserved(scores: np.ndarray, observed: np.ndarray) -> int:
     if observed[index]:  # all unobserved scores were -inf or NaN: fall back to the first free one
         index = int(np.flatnonzero(~observed)[0])
     return index
+
+
+# Meta-training that does not depend on the seed (e.g. pre-training on the same training tasks)
+# is shared by the seeds of one (method, target task): the runner sends them to one process in a
+# row, and methods look their artifacts up here. Bounded so long runs don't grow memory.
+_SETUP_CACHE: dict = {}
+_SETUP_CACHE_SIZE = 8
+
+
+def cached_setup(key, build):
+    """Return ``build()``, memoized per process under the hashable ``key``."""
+    if key in _SETUP_CACHE:
+        return _SETUP_CACHE[key]
+    value = build()
+    if len(_SETUP_CACHE) >= _SETUP_CACHE_SIZE:
+        _SETUP_CACHE.pop(next(iter(_SETUP_CACHE)))
+    _SETUP_CACHE[key] = value
+    return value
+
+
+def training_key(method: Method, **extra) -> tuple:
+    """A hashable key for a method's meta-training: its name, the training tasks and options."""
+    tasks = tuple(method.train.tasks) if method.train is not None else ()
+    size = len(method.train) if method.train is not None else 0
+    options = tuple(sorted((k, repr(v)) for k, v in {**method.options, **extra}.items()))
+    return (method.name, tasks, size, method.failures, options)
