@@ -219,17 +219,33 @@ def pad_frame(scored: pd.DataFrame, columns: list[str], bucket: int = 1) -> tupl
 
 
 def pad_arrays(xs: list[np.ndarray], ys: list[np.ndarray], bucket: int = 1) -> PaddedTasks:
-    """Lists of per-task (x [n_i, d], y [n_i]) -> ``PaddedTasks``."""
+    """Lists of per-task (x [n_i, d], y [n_i]) -> ``PaddedTasks`` with one row per task, in order.
+
+    A task with no points (n_i = 0) keeps its row, all masked.
+    """
     if not xs:
         raise ValueError("no tasks to pad")
+    if len(xs) != len(ys):
+        raise ValueError(f"got {len(xs)} input arrays but {len(ys)} output arrays; pass one of each per task")
     dim = np.asarray(xs[0]).shape[-1]
-    frame = pd.DataFrame(np.concatenate([np.asarray(x, dtype=np.float64).reshape(-1, dim) for x in xs]))
-    columns = [f"u{j}" for j in range(dim)]
-    frame.columns = columns
-    frame.insert(0, TASK_COLUMN, np.repeat(np.arange(len(xs)), [len(y) for y in ys]))
-    frame["score"] = np.concatenate([np.asarray(y, dtype=np.float64).ravel() for y in ys])
-    padded, _ = pad_frame(frame, columns, bucket=bucket)
-    return padded
+    xs = [np.asarray(x, dtype=np.float64).reshape(-1, dim) for x in xs]
+    ys = [np.asarray(y, dtype=np.float64).ravel() for y in ys]
+    counts = np.array([len(y) for y in ys], dtype=np.int64)
+    for i, (x, n) in enumerate(zip(xs, counts, strict=True)):
+        if len(x) != n:
+            raise ValueError(f"task {i}: x has {len(x)} rows but y has {n} values")
+    bucket = max(int(bucket), 1)
+    width = -(-int(counts.max()) // bucket) * bucket
+    # Scatter all points at once to (task, position within task).
+    codes = np.repeat(np.arange(len(xs)), counts)
+    position = np.arange(len(codes)) - np.repeat(np.cumsum(counts) - counts, counts)
+    x = np.zeros((len(xs), width, dim))
+    y = np.zeros((len(xs), width))
+    mask = np.zeros((len(xs), width), dtype=bool)
+    x[codes, position] = np.concatenate(xs)
+    y[codes, position] = np.concatenate(ys)
+    mask[codes, position] = True
+    return PaddedTasks(x, y, mask)
 
 
 def read_log(source, space: Space, duplicates: str = "error") -> TuningLog:
@@ -384,7 +400,8 @@ def _read_table(path) -> pd.DataFrame:
     try:
         if kind == "parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path)
+        # Task names are text: without this, "01" and "1.0" would be read as numbers (and merged).
+        return pd.read_csv(path, dtype={TASK_COLUMN: str})
     except (OSError, ValueError) as err:
         if isinstance(err, LogValidationError):
             raise

@@ -94,6 +94,9 @@ class Parameter:
         values = np.asarray(values, dtype=np.float64)
         slack = rtol * max(abs(self.low), abs(self.high), 1.0)
         inside = (values >= self.low - slack) & (values <= self.high + slack)
+        if self.log:
+            # The slack can exceed a tiny positive ``low``; a value with no log is never inside.
+            inside &= values > 0
         if self.type == "int":
             inside &= np.abs(values - np.round(values)) <= 1e-9
         return inside
