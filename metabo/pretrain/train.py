@@ -1,0 +1,151 @@
+"""``pretrain``: a tuning log in, a ``Prior`` out."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from metabo.data import TuningLog
+from metabo.gp.model import GPModel
+from metabo.pretrain.fit import DEFAULT_LEARNING_RATE, blas_thread_limit, evaluate, fit
+from metabo.pretrain.objectives import OBJECTIVES, PretrainError, pad_blocks
+from metabo.pretrain.prior import Prior
+
+# Padded task lengths are rounded up to a multiple of this, so logs of similar sizes (e.g. the
+# leave-one-task-out runs of one benchmark) give identical array shapes and share compiled code.
+PAD_BUCKET = 8
+
+
+def pretrain(
+    log: TuningLog,
+    model: GPModel = GPModel(),
+    objective: str = "nll",
+    steps: int = 1000,
+    optimizer: str = "adam",
+    learning_rate: float | None = None,
+    seed: int = 0,
+    failures: str = "drop",
+    batch_size: int | None = None,
+    heldout: Sequence[str] | None = None,
+    ekl_weight: float = 1.0,
+    progress: bool | None = None,
+    eval_every: int = 10,
+    patience: int = 20,
+) -> Prior:
+    """Pre-train a GP prior on the tasks of a tuning log.
+
+    Args:
+      log: the training tasks (``metabo.data.TuningLog``); scores and unit-cube inputs come from
+        its space.
+      model: the GP structure to fit.
+      objective: ``"nll"`` (all tasks, matched or not), ``"ekl"`` (matched blocks: configurations
+        evaluated on at least two tasks) or ``"nll+ekl"`` (``NLL + ekl_weight * EKL``, both per
+        point).
+      steps, optimizer, learning_rate, seed, batch_size: see ``metabo.pretrain.fit.fit``
+        (``learning_rate`` defaults to ``DEFAULT_LEARNING_RATE`` for Adam).
+      failures: ``"drop"`` or ``"impute_worst"`` for diverged / failed trials.
+      heldout: task names kept out of training; their per-point NLL drives early stopping
+        (``eval_every``, ``patience``) and the best parameters on them are kept.
+      progress: progress bar (default: only on a terminal).
+
+    Returns a ``Prior`` whose ``losses`` hold the final per-point ``train`` objective,
+    ``train_nll`` / ``train_ekl`` and ``heldout_nll`` (when available), and whose ``info`` records
+    the settings, the points and blocks used, the stop reason and the time.
+    """
+    if not isinstance(log, TuningLog):
+        raise PretrainError(f"log must be a TuningLog (see metabo.read_log), got {type(log).__name__}")
+    if objective not in OBJECTIVES:
+        raise PretrainError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
+    start = time.perf_counter()
+    heldout = [heldout] if isinstance(heldout, str) else list(heldout or [])
+    unknown = sorted(set(heldout) - set(log.tasks))
+    if unknown:
+        raise PretrainError(f"held-out task(s) {unknown} are not in the log (tasks: {log.tasks})")
+    train_log = log.without(heldout) if heldout else log
+    if not train_log.tasks:
+        raise PretrainError("no training tasks left after holding out " + ", ".join(heldout))
+
+    padded, names = train_log.to_padded(failures, bucket=PAD_BUCKET)
+    # Found for every objective, so the record says what the data offer (cheap: one groupby).
+    blocks = train_log.matched_blocks(failures)
+    if objective != "nll" and not blocks:
+        raise PretrainError(
+            f"objective {objective!r} needs matched blocks (the same configuration evaluated on at least two "
+            "tasks) and this log has none; use objective='nll'"
+        )
+    padded_blocks = pad_blocks(blocks, dim=log.space.dim) if objective != "nll" else None
+    heldout_padded = log.select(heldout).to_padded(failures, bucket=PAD_BUCKET)[0] if heldout else None
+
+    # One BLAS thread while fitting and evaluating: see metabo.pretrain.fit.blas_thread_limit.
+    with blas_thread_limit(1):
+        result = fit(
+            model,
+            padded,
+            padded_blocks,
+            objective=objective,
+            steps=steps,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            seed=seed,
+            batch_size=batch_size,
+            heldout=heldout_padded,
+            eval_every=eval_every,
+            patience=patience,
+            ekl_weight=ekl_weight,
+            progress=progress,
+            blas_threads=None,  # held here, for the final evaluations too
+        )
+
+        final = evaluate(model, result.params, padded, padded_blocks)
+        losses = {"train_nll": final["nll"]}
+        if "ekl" in final:
+            losses["train_ekl"] = final["ekl"]
+        losses["train"] = {
+            "nll": final["nll"],
+            "ekl": final.get("ekl"),
+            "nll+ekl": final["nll"] + ekl_weight * final.get("ekl", 0.0),
+        }[objective]
+        if heldout_padded is not None:
+            losses["heldout_nll"] = evaluate(model, result.params, heldout_padded)["nll"]
+
+    from metabo import __version__
+
+    info = {
+        "objective": objective,
+        "optimizer": optimizer,
+        "learning_rate": learning_rate
+        if learning_rate is not None
+        else (DEFAULT_LEARNING_RATE if optimizer == "adam" else None),
+        "steps": int(steps),
+        "steps_run": result.steps_run,
+        "best_step": result.best_step,
+        "stop_reason": result.stop_reason,
+        "seed": int(seed),
+        "failures": failures,
+        "batch_size": batch_size,
+        "ekl_weight": float(ekl_weight),
+        "heldout_tasks": heldout,
+        "points": int(np.sum(padded.mask)),
+        "matched_blocks": len(blocks),
+        "matched_points": int(sum(b.y.size for b in blocks)),
+        "loss_curve": _thin(result.losses),
+        "time_s": round(time.perf_counter() - start, 4),
+        "compile_time_s": round(result.compile_time, 4),
+        "metabo_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return Prior(model, result.params, log.space, tuple(names), losses, info)
+
+
+def _thin(losses: np.ndarray, points: int = 101) -> list[float]:
+    """At most ``points`` evenly spaced entries of the loss curve (for the record, not analysis)."""
+    if len(losses) <= points:
+        return [float(v) for v in losses]
+    index = np.unique(np.linspace(0, len(losses) - 1, points).round().astype(int))
+    return [float(losses[i]) for i in index]
+
+
+__all__ = ["pretrain", "PAD_BUCKET"]

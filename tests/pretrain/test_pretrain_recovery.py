@@ -1,0 +1,100 @@
+"""Recovery: pre-training on draws from a known GP finds that GP's parameters.
+
+30 tasks, each a draw of GP(1.5, Matern52 ARD(lengthscales 0.15, 0.4; signal variance 2)) plus
+N(0, 0.05) noise at its own 40 uniform random inputs in [0, 1]^2 (seeded). With this much data the
+maximum-likelihood estimates sit close to the truth; the tolerances below are about 3x the
+errors seen over several seeds (mean +-0.1, lengthscales +-7%, signal -17%, noise +-5%):
+
+- constant mean within 0.3 (absolute),
+- each lengthscale within 20% (relative),
+- signal variance within 35%, noise variance within 15%.
+
+Tolerances are wide for the signal variance because 30 tasks are only 30 draws of the function's
+overall level and amplitude.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from pretrain_helpers import np_task_nll, sample_gp_tasks
+
+from metabo.data import pad_arrays, read_log
+from metabo.gp import GPModel
+from metabo.pretrain import Prior, evaluate, pretrain
+from metabo.space import Objective, Parameter, Space
+
+TRUE = dict(mean=1.5, lengthscale=np.array([0.15, 0.4]), signal=2.0, noise=0.05)
+SPACE = Space(
+    (Parameter("a", "real", 0.0, 1.0), Parameter("b", "real", 0.0, 1.0)), Objective("y", "maximize")
+)
+
+
+def as_log(xs, ys, prefix):
+    frames = [
+        pd.DataFrame({"task": f"{prefix}{i}", "a": x[:, 0], "b": x[:, 1], "y": y})
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True))
+    ]
+    return read_log(pd.concat(frames, ignore_index=True), SPACE)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(2024)
+    xs, ys = sample_gp_tasks(rng, 30, 40, 2, **TRUE)
+    prior = pretrain(
+        as_log(xs, ys, "train"), model=GPModel("constant", "matern52"), steps=1000, seed=0, progress=False
+    )
+    test_xs, test_ys = sample_gp_tasks(rng, 10, 25, 2, **TRUE)
+    return prior, (xs, ys), (test_xs, test_ys)
+
+
+def test_recovers_the_generating_parameters(fitted):
+    prior, _, _ = fitted
+    h = prior.hyperparameters()
+    assert abs(h["mean_constant"] - TRUE["mean"]) < 0.3
+    np.testing.assert_allclose(h["lengthscale"], TRUE["lengthscale"], rtol=0.2)
+    np.testing.assert_allclose(h["signal"], TRUE["signal"], rtol=0.35)
+    np.testing.assert_allclose(h["noise"], TRUE["noise"], rtol=0.15)
+    assert prior.info["stop_reason"] == "steps" and prior.tasks == tuple(f"train{i}" for i in range(30))
+
+
+def test_reaches_the_maximum_likelihood(fitted):
+    # The fit must be at least as likely as the truth on its own training data (an MLE is), which
+    # checks convergence of the optimizer, computed with the independent NumPy reference.
+    prior, (xs, ys), _ = fitted
+    h = prior.hyperparameters()
+    points = sum(len(y) for y in ys)
+    learned = (
+        sum(
+            np_task_nll(x, y, h["mean_constant"], h["lengthscale"], h["signal"], h["noise"])
+            for x, y in zip(xs, ys, strict=True)
+        )
+        / points
+    )
+    truth = (
+        sum(
+            np_task_nll(x, y, TRUE["mean"], TRUE["lengthscale"], TRUE["signal"], TRUE["noise"])
+            for x, y in zip(xs, ys, strict=True)
+        )
+        / points
+    )
+    assert learned <= truth + 1e-6
+    np.testing.assert_allclose(prior.losses["train_nll"], learned, rtol=1e-8)
+
+
+def test_learned_prior_beats_the_default_on_heldout_tasks(fitted):
+    prior, _, (test_xs, test_ys) = fitted
+    heldout = pad_arrays(test_xs, test_ys)
+    default = Prior.default(SPACE)
+    learned_nll = evaluate(prior.model, prior.params, heldout)["nll"]
+    default_nll = evaluate(default.model, default.params, heldout)["nll"]
+    points = sum(len(y) for y in test_ys)
+    truth_nll = (
+        sum(
+            np_task_nll(x, y, TRUE["mean"], TRUE["lengthscale"], TRUE["signal"], TRUE["noise"])
+            for x, y in zip(test_xs, test_ys, strict=True)
+        )
+        / points
+    )
+    assert learned_nll < default_nll - 0.5  # nats per observation: clearly better
+    assert abs(learned_nll - truth_nll) < 0.05  # and close to the true prior

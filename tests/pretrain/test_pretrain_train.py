@@ -1,0 +1,88 @@
+"""pretrain(): tuning log in, Prior out, for each objective, with failures and held-out tasks."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metabo.data import read_log
+from metabo.gp import GPModel
+from metabo.pretrain import PretrainError, evaluate, pretrain
+from metabo.pretrain.objectives import ekl_objective, pad_blocks
+from metabo.space import Objective, Parameter, Space
+
+SPACE = Space(
+    (Parameter("lr", "real", 1e-3, 1.0, log=True), Parameter("wd", "real", 0.0, 0.1)),
+    Objective("error", "minimize", "neg_log"),
+)
+
+
+def make_log(matched=True, seed=0):
+    """5 tasks; with ``matched`` the first 12 configurations are shared by every task."""
+    rng = np.random.default_rng(seed)
+    shared = np.column_stack([10 ** rng.uniform(-3, 0, 12), rng.uniform(0, 0.1, 12)])
+    rows = []
+    for t in range(5):
+        own = np.column_stack([10 ** rng.uniform(-3, 0, 10), rng.uniform(0, 0.1, 10)])
+        configs = np.vstack([shared, own]) if matched else own
+        for lr, wd in configs:
+            error = 0.1 + 0.5 * (np.log10(lr) + 1.5) ** 2 / 3 + wd + 0.02 * t + 0.01 * rng.random()
+            rows.append({"task": f"t{t}", "lr": lr, "wd": wd, "error": min(error, 0.95), "status": "ok"})
+    rows.append({"task": "t0", "lr": 0.5, "wd": 0.05, "error": np.nan, "status": "diverged"})
+    return read_log(pd.DataFrame(rows), SPACE)
+
+
+@pytest.fixture(scope="module")
+def log():
+    return make_log()
+
+
+@pytest.mark.parametrize("objective", ["nll", "ekl", "nll+ekl"])
+def test_each_objective_produces_a_prior(log, objective):
+    prior = pretrain(log, objective=objective, steps=30, seed=1, ekl_weight=0.5, progress=False)
+    assert prior.tasks == ("t0", "t1", "t2", "t3", "t4")
+    assert prior.space == SPACE and prior.model == GPModel()
+    info = prior.info
+    assert info["objective"] == objective and info["steps_run"] == 30 and info["seed"] == 1
+    assert info["points"] == 5 * 22  # the diverged trial is dropped
+    assert info["matched_blocks"] == 1  # reported for every objective, used by ekl ones
+    assert info["metabo_version"] and info["time_s"] > 0
+    losses = prior.losses
+    padded, _ = log.to_padded()
+    np.testing.assert_allclose(
+        losses["train_nll"], evaluate(prior.model, prior.params, padded)["nll"], rtol=1e-10
+    )
+    if objective == "nll":
+        assert losses["train"] == losses["train_nll"] and "train_ekl" not in losses
+    else:
+        blocks = log.matched_blocks()
+        assert blocks[0].y.shape == (5, 12)
+        b = pad_blocks(blocks)
+        ekl = float(ekl_objective(prior.model, prior.params, b.x, b.y, b.point_mask, b.task_mask))
+        np.testing.assert_allclose(losses["train_ekl"], ekl, rtol=1e-10)
+        expected = ekl if objective == "ekl" else losses["train_nll"] + 0.5 * ekl
+        np.testing.assert_allclose(losses["train"], expected, rtol=1e-10)
+    assert np.isfinite(losses["train"]) and losses["train"] < info["loss_curve"][0]
+
+
+def test_heldout_tasks_and_failure_policy(log):
+    prior = pretrain(log, steps=40, heldout=["t4"], failures="impute_worst", eval_every=5, progress=False)
+    assert prior.tasks == ("t0", "t1", "t2", "t3")
+    assert prior.info["heldout_tasks"] == ["t4"]
+    assert prior.info["points"] == 4 * 22 + 1  # the diverged trial imputed with the worst score
+    heldout, _ = log.select(["t4"]).to_padded()
+    np.testing.assert_allclose(
+        prior.losses["heldout_nll"], evaluate(prior.model, prior.params, heldout)["nll"], rtol=1e-10
+    )
+
+
+def test_clear_errors(log):
+    with pytest.raises(PretrainError, match="matched blocks"):
+        pretrain(make_log(matched=False), objective="ekl", steps=5, progress=False)
+    with pytest.raises(PretrainError, match="not in the log"):
+        pretrain(log, heldout=["nope"], steps=5, progress=False)
+    with pytest.raises(PretrainError, match="no training tasks"):
+        pretrain(log, heldout=log.tasks, steps=5, progress=False)
+    with pytest.raises(PretrainError, match="unknown objective"):
+        pretrain(log, objective="kl", progress=False)
+    with pytest.raises(PretrainError, match="TuningLog"):
+        pretrain(log.frame, progress=False)
