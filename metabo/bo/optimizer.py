@@ -1,0 +1,546 @@
+"""Ask/tell Bayesian optimization in user units, with crash-safe persisted state.
+
+    opt = Optimizer(space, prior=prior, seed=0, state="run.json")
+    for _ in range(50):
+        config = opt.ask()                      # a dict in user units
+        opt.tell(config, train(config))         # or: opt.tell(config, status="diverged")
+
+How it suggests:
+  - With a pre-trained prior (an object with ``model``, ``params`` and ``space``, such as
+    ``metabo.Prior``) BO starts at once: the prior conditioned on this task's trials.
+  - Without one, the first ``num_initial`` points come from a scrambled Halton sequence, then
+    each ask fits a single-task GP by maximum likelihood (``fit_single_task``).
+  - Internally everything is on the unit cube with scores (``Objective.to_score``, maximized);
+    integer parameters are rounded and log parameters mapped back when a point is returned.
+  - Failed trials (``status`` ``"diverged"`` or ``"failed"``) are observed failures: never
+    suggested again, and given the worst score observed among successful trials in the GP, so it
+    steers away from them (with no successful trial yet they are only excluded).
+  - Asked-but-not-told points are pending: ``ask`` won't repeat them and treats them as fantasy
+    observations at their posterior mean, so parallel workers get different points;
+    ``ask(n)`` returns a batch chosen the same way (Thompson sampling: independent draws).
+  - Suggestions are deterministic given the seed and the trials told so far, so a resumed run
+    continues exactly as the uninterrupted one would have.
+
+State file (``state=PATH``, JSON): format tag, version, space, seed, settings and every told
+trial. Every ``tell`` rewrites it atomically (``metabo.io``) before returning, so a process
+killed at any moment leaves either the old or the new file, never a torn one; restarting with
+the same path resumes with every acknowledged trial. A truncated or corrupted file raises
+``StateFileError``, and so does resuming with a different space.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from metabo.bo.config import Acquisition
+from metabo.data import STATUSES
+from metabo.space import Space, SpaceError, load_space, scrambled_halton
+
+STATE_FORMAT = "metabo.optimizer"
+STATE_VERSION = 1
+# Two unit-cube points closer than this in every coordinate are the same configuration.
+SAME_POINT_TOL = 1e-9
+
+
+class StateFileError(ValueError):
+    """The optimizer's state file is unreadable, corrupted, or was written for another space."""
+
+
+class TellError(ValueError):
+    """``tell`` was given a bad configuration, value or status; nothing was recorded."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One told trial. config: user units; value: the raw objective (None for a failure without
+    one); status: ``ok | diverged | failed``."""
+
+    config: dict
+    value: float | None
+    status: str = "ok"
+
+    def to_dict(self) -> dict:
+        return {"config": dict(self.config), "value": self.value, "status": self.status}
+
+
+class Optimizer:
+    """Bayesian optimization of one task through ``ask`` and ``tell``.
+
+    Args:
+      space: a ``Space`` (or a dict, a preset name such as ``"pd1"``, or a JSON path).
+      prior: a pre-trained prior with ``model``, ``params`` and ``space`` attributes (e.g.
+        ``metabo.Prior``), or None for single-task GP BO. Its space must have the same
+        parameters.
+      acquisition: ``"ei"`` (default), ``"pi"``, ``"ucb"``, ``"gp-ucb"``, ``"ts"``, a dict
+        (``{"name": "ucb", "beta": 2.0}``) or a ``metabo.bo.engine.Acquisition``.
+      seed: all randomness derives from it (default 0).
+      state: path of the JSON state file; created if missing, resumed if present.
+      candidates: optional finite candidate set in user units ([m, d] array, DataFrame with the
+        parameter columns, or a list of configurations); then suggestions are drawn from it and
+        never repeat.
+      num_initial: quasi-random points before the model is used (default: 0 with a prior,
+        ``min(d + 1, 10)`` but at least 3 without one).
+      fit_steps, fit_restarts: single-task GP fitting effort (no prior only).
+
+    ``acquisition``, ``seed`` and ``num_initial`` left as None take the state file's values
+    when resuming; explicit values that differ from it win, with a warning.
+    """
+
+    def __init__(
+        self,
+        space,
+        prior=None,
+        acquisition=None,
+        seed: int | None = None,
+        state: str | os.PathLike | None = None,
+        candidates=None,
+        num_initial: int | None = None,
+        fit_steps: int = 200,
+        fit_restarts: int = 4,
+    ):
+        self.space: Space = load_space(space)
+        self.prior = prior
+        if prior is not None:
+            self._check_prior(prior)
+        self.state_path = None if state is None else os.fspath(state)
+        saved = (
+            self._read_state() if self.state_path is not None and os.path.exists(self.state_path) else None
+        )
+        settings = saved["settings"] if saved else {}
+
+        def pick(name, given, default):
+            stored = settings.get(name)
+            if given is None:
+                return stored if stored is not None else default
+            if stored is not None and stored != given:
+                warnings.warn(
+                    f"state file {self.state_path!r} was written with {name}={stored!r}; using {given!r}",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            return given
+
+        acquisition = None if acquisition is None else Acquisition.parse(acquisition).to_dict()
+        self.acquisition = Acquisition.parse(pick("acquisition", acquisition, {"name": "ei"}))
+        seed = pick("seed", None if seed is None else int(seed), 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.seed = seed
+        default_initial = 0 if prior is not None else max(3, min(self.space.dim + 1, 10))
+        num_initial = pick("num_initial", None if num_initial is None else int(num_initial), default_initial)
+        if num_initial < 0:
+            raise ValueError(f"num_initial must be >= 0, got {num_initial}")
+        self.num_initial = int(num_initial)
+        self.fit_steps = int(fit_steps)
+        self.fit_restarts = int(fit_restarts)
+
+        self._candidates_unit = None
+        stored_candidates = settings.get("candidates") if saved else None
+        if candidates is not None:
+            matrix = self._candidate_matrix(candidates)
+            if stored_candidates is not None and not np.array_equal(
+                np.asarray(stored_candidates, dtype=float), matrix
+            ):
+                warnings.warn(
+                    f"state file {self.state_path!r} was written with other candidates; using the new ones",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            self._candidates_user = matrix
+        elif stored_candidates is not None:
+            self._candidates_user = self._candidate_matrix(np.asarray(stored_candidates, dtype=float))
+        else:
+            self._candidates_user = None
+        if self._candidates_user is not None:
+            self._candidates_unit = self.space.to_unit(self._candidates_user)
+
+        self._trials: list[Trial] = list(saved["trials"]) if saved else []
+        self._pending: list[np.ndarray] = []  # unit-cube points asked but not told
+        if self.state_path is not None:
+            self._write_state(self._trials)
+
+    # ---- public API ---------------------------------------------------------------------
+    @classmethod
+    def resume(cls, state: str | os.PathLike, prior=None, **options) -> Optimizer:
+        """Reopen a state file, taking the space (and settings) from it."""
+        data = _load_json(os.fspath(state))
+        try:
+            space = Space.from_dict(data["space"])
+        except (KeyError, TypeError, SpaceError) as err:
+            raise StateFileError(f"state file {os.fspath(state)!r} has no valid space: {err}") from err
+        return cls(space, prior=prior, state=state, **options)
+
+    @property
+    def trials(self) -> tuple[Trial, ...]:
+        """Every told trial, in order."""
+        return tuple(self._trials)
+
+    @property
+    def pending(self) -> list[dict]:
+        """Configurations asked but not told yet."""
+        return self.space.configs_from_unit(np.array(self._pending)) if self._pending else []
+
+    @property
+    def best(self) -> Trial | None:
+        """The successful trial with the best score, or None."""
+        ok = [t for t in self._trials if t.status == "ok"]
+        if not ok:
+            return None
+        scores = self.space.objective.to_score(np.array([t.value for t in ok]))
+        return ok[int(np.argmax(scores))]
+
+    def to_frame(self):
+        """The trials as a one-task tuning log: parameter columns, the objective, ``status``."""
+        import pandas as pd
+
+        column = self.space.objective.column
+        rows = [
+            {**t.config, column: np.nan if t.value is None else t.value, "status": t.status}
+            for t in self._trials
+        ]
+        return pd.DataFrame(rows, columns=[*self.space.names, column, "status"])
+
+    def ask(self, n: int | None = None):
+        """Next configuration(s) to evaluate, in user units.
+
+        ``ask()`` returns one configuration (a dict); ``ask(n)`` returns a list of ``n``
+        distinct configurations for parallel workers. Asked points stay pending until told.
+        """
+        count = 1 if n is None else n
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        points = self._suggest(int(count))
+        configs = self.space.configs_from_unit(points)
+        # Pending points are kept exactly as the configurations map back, so tell() finds them.
+        for config in configs:
+            self._pending.append(self.space.to_unit(self.space.config_matrix([config]))[0])
+        return configs[0] if n is None else configs
+
+    def tell(self, config: Mapping[str, Any], value=None, status: str = "ok") -> Trial:
+        """Record a finished trial. Returns the recorded ``Trial``.
+
+        Args:
+          config: the configuration, with exactly the space's parameter names (user units).
+          value: the raw objective value; required (finite) when ``status == "ok"``; optional
+            for a failure.
+          status: ``"ok"``, or ``"diverged"`` / ``"failed"`` for an observed failure.
+
+        Raises ``TellError`` (a ValueError) naming the problem -- unknown or missing parameter,
+        value outside the space, non-numeric or NaN value without a failure status, unknown
+        status -- and then nothing is recorded. With a state file, the trial is on disk before
+        this returns.
+        """
+        trial, unit = self._validate(config, value, status)
+        trials = self._trials + [trial]
+        if self.state_path is not None:
+            self._write_state(trials)  # if this raises, nothing changed in memory either
+        self._trials = trials
+        for i, point in enumerate(self._pending):
+            if np.max(np.abs(point - unit)) <= SAME_POINT_TOL:
+                del self._pending[i]
+                break
+        return trial
+
+    # ---- validation -------------------------------------------------------------------------
+    def _validate(self, config, value, status) -> tuple[Trial, np.ndarray]:
+        if not isinstance(config, Mapping):
+            raise TellError(f"config must be a dict of parameter values, got {type(config).__name__}")
+        try:
+            matrix = self.space.config_matrix([config])
+        except SpaceError as err:
+            raise TellError(str(err).replace("configuration 0: ", "")) from None
+        if not isinstance(status, str) or status.strip().lower() not in STATUSES:
+            raise TellError(f"unknown status {status!r}; expected one of {STATUSES}")
+        status = status.strip().lower()
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TellError(f"value must be a number, got {value!r}")
+            value = float(value)
+        if status == "ok":
+            if value is None:
+                raise TellError(
+                    "a successful trial needs a value; pass status='failed' or 'diverged' for a failure"
+                )
+            if math.isnan(value):
+                raise TellError("value is NaN; record a failed run with status='failed' or 'diverged'")
+            if math.isinf(value):
+                raise TellError(
+                    f"value {value} is infinite; record a failed run with status='failed' or 'diverged'"
+                )
+            score = float(self.space.objective.to_score(np.array([value]))[0])
+            if not math.isfinite(score):
+                raise TellError(
+                    f"value {value} has no score under the objective transform "
+                    f"{self.space.objective.transform!r} (error rates must be >= 0)"
+                )
+        elif value is not None and not math.isfinite(value):
+            value = None  # a failure's NaN/inf carries no information; stored as null
+        clean = self.space.to_configs(matrix)[0]
+        return Trial(clean, value, status), self.space.to_unit(matrix)[0]
+
+    def _check_prior(self, prior) -> None:
+        for attribute in ("model", "params", "space"):
+            if not hasattr(prior, attribute):
+                raise ValueError(
+                    f"prior must have model, params and space attributes (missing {attribute!r})"
+                )
+        prior_space = load_space(prior.space)
+        if prior_space.to_dict()["parameters"] != self.space.to_dict()["parameters"]:
+            raise ValueError(
+                "the prior was trained on a different search space (parameters, bounds or scales differ); "
+                f"prior: {prior_space.names}, optimizer: {self.space.names}"
+            )
+        mine, theirs = self.space.objective, prior_space.objective
+        if (mine.direction, mine.transform) != (theirs.direction, theirs.transform):
+            warnings.warn(
+                f"the prior was trained on scores of a {theirs.direction} objective with transform "
+                f"{theirs.transform!r}, this space's objective is {mine.direction} with {mine.transform!r}",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _candidate_matrix(self, candidates) -> np.ndarray:
+        if hasattr(candidates, "columns"):
+            matrix = self.space._as_matrix(candidates)
+        elif isinstance(candidates, Sequence) and candidates and isinstance(candidates[0], Mapping):
+            matrix = self.space.config_matrix(candidates)
+        else:
+            matrix = np.atleast_2d(np.asarray(candidates, dtype=np.float64))
+            if matrix.ndim != 2 or matrix.shape[1] != self.space.dim:
+                raise ValueError(f"candidates must be [m, {self.space.dim}], got shape {matrix.shape}")
+        if matrix.shape[0] == 0:
+            raise ValueError("the candidate set is empty")
+        inside = self.space.contains(matrix)
+        if not inside.all():
+            row = int(np.argmin(inside))
+            raise ValueError(f"candidate {row} ({matrix[row].tolist()}) is outside the space")
+        return matrix
+
+    # ---- suggestions --------------------------------------------------------------------------
+    def _arrays(self):
+        """Unit-cube inputs and scores of told trials: (x_ok, y_ok, x_failed)."""
+        dim = self.space.dim
+        ok = [t for t in self._trials if t.status == "ok"]
+        failed = [t for t in self._trials if t.status != "ok"]
+        x_ok = (
+            self.space.to_unit(self.space.config_matrix([t.config for t in ok])) if ok else np.zeros((0, dim))
+        )
+        y_ok = self.space.objective.to_score(np.array([t.value for t in ok], dtype=float))
+        x_failed = (
+            self.space.to_unit(self.space.config_matrix([t.config for t in failed]))
+            if failed
+            else np.zeros((0, dim))
+        )
+        return x_ok, y_ok, x_failed
+
+    def _suggest(self, count: int) -> np.ndarray:
+        x_ok, y_ok, x_failed = self._arrays()
+        pending = np.array(self._pending).reshape(-1, self.space.dim)
+        exclude = np.concatenate([x_ok, x_failed, pending])
+        issued = len(self._trials) + len(self._pending)
+        model_ready = self.prior is not None or len(y_ok) >= 2
+        num_random = count if not model_ready else min(count, max(0, self.num_initial - issued))
+        chosen = []
+        for j in range(num_random):
+            point = self._initial_point(issued + j, np.concatenate([exclude, *[c[None] for c in chosen]]))
+            chosen.append(point)
+        if count > num_random:
+            extra = np.array(chosen).reshape(-1, self.space.dim)
+            chosen.extend(
+                self._model_points(count - num_random, x_ok, y_ok, x_failed, pending, extra, issued)
+            )
+        return np.array(chosen)
+
+    def _initial_point(self, index: int, exclude: np.ndarray) -> np.ndarray:
+        """The index-th quasi-random point (skipping ones already taken)."""
+        if self._candidates_unit is not None:
+            taken = _matches(self._candidates_unit, exclude)
+            free = np.flatnonzero(~taken)
+            if free.size == 0:
+                from metabo.bo.maximize import AllObservedError
+
+                raise AllObservedError(f"all {len(taken)} candidates have been observed or are pending")
+            rng = np.random.default_rng([self.seed, index])
+            return self._candidates_unit[int(rng.choice(free))]
+        # A Halton sequence with a seeded shift: points are spread out, the i-th is reproducible.
+        for offset in range(1000):
+            i = index + offset
+            point = self.space.round_unit(scrambled_halton(i + 1, self.space.dim, self.seed)[i : i + 1])[0]
+            if not _matches(point[None], exclude)[0]:
+                return point
+        rng = np.random.default_rng([self.seed, index])
+        return self.space.round_unit(rng.random((1, self.space.dim)))[0]
+
+    def _model_points(self, count, x_ok, y_ok, x_failed, pending, extra, issued) -> list[np.ndarray]:
+        import jax
+
+        from metabo.bo import engine
+        from metabo.bo.single_task import fit_single_task
+
+        # Keys straight from numpy (raw threefry key data): eager PRNG ops would each cost a
+        # compilation on the CLI's cold path.
+        key_fit, key_suggest = (
+            jax.numpy.asarray(
+                np.random.SeedSequence([self.seed, issued, part]).generate_state(2, dtype=np.uint32)
+            )
+            for part in (0, 1)
+        )
+        # Failures enter the model at the worst successful score (see the module docstring).
+        if len(y_ok) and len(x_failed):
+            x_model = np.concatenate([x_ok, x_failed])
+            y_model = np.concatenate([y_ok, np.full(len(x_failed), y_ok.min())])
+        else:
+            x_model, y_model = x_ok, y_ok
+        if self.prior is not None:
+            model, params = self.prior.model, self.prior.params
+        else:
+            from metabo.bo.single_task import DEFAULT_MODEL
+
+            model = DEFAULT_MODEL
+            params = fit_single_task(
+                x_model, y_model, key_fit, model, steps=self.fit_steps, restarts=self.fit_restarts
+            )
+        step = len(y_model)
+        # Pending points (and initial points chosen in this call) become fantasies at their
+        # posterior mean, so this batch avoids them.
+        fantasies = np.concatenate([pending, extra])
+        if len(fantasies):
+            y_fantasy = engine.posterior_mean(model, params, x_model, y_model, fantasies)
+            x_model = np.concatenate([x_model, fantasies])
+            y_model = np.concatenate([y_model, y_fantasy])
+        exclude = np.concatenate([x_ok, x_failed, fantasies])
+        if self._candidates_unit is not None:
+            observed = _matches(self._candidates_unit, exclude)
+            indices = engine.suggest_finite_batch(
+                model,
+                params,
+                x_model,
+                y_model,
+                self._candidates_unit,
+                count,
+                observed,
+                self.acquisition,
+                key_suggest,
+                step,
+            )
+            return [self._candidates_unit[i] for i in indices]
+        points = engine.suggest_box_batch(
+            model,
+            params,
+            x_model,
+            y_model,
+            key_suggest,
+            count,
+            self.acquisition,
+            step,
+            round_fn=self.space.round_unit,
+            exclude=exclude,
+            dim=self.space.dim,
+        )
+        return list(points)
+
+    # ---- state file ---------------------------------------------------------------------------
+    def _settings(self) -> dict:
+        return {
+            "acquisition": self.acquisition.to_dict(),
+            "num_initial": self.num_initial,
+            "candidates": None if self._candidates_user is None else self._candidates_user.tolist(),
+            "prior": None if self.prior is None else {"model": _model_dict(self.prior.model)},
+        }
+
+    def _write_state(self, trials: list[Trial]) -> None:
+        from metabo.io import atomic_write_text
+
+        document = {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "space": self.space.to_dict(),
+            "seed": self.seed,
+            "settings": self._settings(),
+            "trials": [t.to_dict() for t in trials],
+        }
+        # allow_nan=False: the file stays standard JSON (values are finite or null by validation).
+        atomic_write_text(self.state_path, json.dumps(document, indent=1, allow_nan=False) + "\n")
+
+    def _read_state(self) -> dict:
+        path = self.state_path
+        data = _load_json(path)
+        try:
+            saved_space = Space.from_dict(data["space"])
+        except (KeyError, TypeError, SpaceError) as err:
+            raise StateFileError(f"state file {path!r} has no valid space: {err}") from err
+        if saved_space.to_dict() != self.space.to_dict():
+            raise StateFileError(
+                f"state file {path!r} was written for a different search space; use the same space to resume, "
+                "or another path to start a new run"
+            )
+        settings = data.get("settings")
+        if not isinstance(settings, dict):
+            raise StateFileError(f"state file {path!r}: 'settings' must be an object")
+        seed = data.get("seed")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise StateFileError(f"state file {path!r}: 'seed' must be an integer, got {seed!r}")
+        raw_trials = data.get("trials")
+        if not isinstance(raw_trials, list):
+            raise StateFileError(f"state file {path!r}: 'trials' must be a list")
+        trials = []
+        for i, entry in enumerate(raw_trials):
+            if not isinstance(entry, dict) or set(entry) != {"config", "value", "status"}:
+                raise StateFileError(f"state file {path!r}: trial {i} is malformed: {entry!r}")
+            try:
+                trial, _ = self._validate(entry["config"], entry["value"], entry["status"])
+            except TellError as err:
+                raise StateFileError(f"state file {path!r}: trial {i} is invalid: {err}") from err
+            trials.append(trial)
+        return {"seed": seed, "settings": {**settings, "seed": seed}, "trials": trials}
+
+
+def _load_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as err:
+        raise StateFileError(f"cannot read state file {path!r}: {err}") from err
+    except UnicodeDecodeError as err:
+        raise StateFileError(f"state file {path!r} is not text (corrupted?): {err}") from err
+    if not text.strip():
+        raise StateFileError(f"state file {path!r} is empty (truncated?); move it away to start a new run")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise StateFileError(
+            f"state file {path!r} is not valid JSON (truncated or corrupted: {err}); "
+            "move it away to start a new run"
+        ) from err
+    if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+        raise StateFileError(
+            f"{path!r} is not a metabo optimizer state file (no format tag {STATE_FORMAT!r})"
+        )
+    if data.get("version") != STATE_VERSION:
+        raise StateFileError(
+            f"state file {path!r} has version {data.get('version')!r}; this metabo reads {STATE_VERSION}"
+        )
+    return data
+
+
+def _matches(points: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """points: [k, d], others: [e, d] -> [k] bool, True where some other point is the same."""
+    if len(others) == 0:
+        return np.zeros(len(points), dtype=bool)
+    distance = np.max(np.abs(points[:, None, :] - others[None, :, :]), axis=-1)
+    return np.any(distance <= SAME_POINT_TOL, axis=1)
+
+
+def _model_dict(model) -> Any:
+    return model.to_dict() if hasattr(model, "to_dict") else repr(model)
+
+
+__all__ = ["Optimizer", "Trial", "StateFileError", "TellError", "STATE_FORMAT", "STATE_VERSION"]
