@@ -39,17 +39,17 @@ import numpy as np
 DATASET_INFO: dict[str, dict[str, str]] = {
     "digits": {
         "source": "scikit-learn load_digits (UCI Optical Recognition of Handwritten Digits)",
-        "licence": "scikit-learn: BSD-3-Clause; data: UCI ML repository (CC BY 4.0)",
+        "licence": "scikit-learn: BSD-3-Clause; data: UCI ML Repository, which lists it under CC BY 4.0",
         "kind": "image 8x8",
     },
     "breast_cancer": {
         "source": "scikit-learn load_breast_cancer (UCI Breast Cancer Wisconsin (Diagnostic))",
-        "licence": "scikit-learn: BSD-3-Clause; data: UCI ML repository (CC BY 4.0)",
+        "licence": "scikit-learn: BSD-3-Clause; data: UCI ML Repository, which lists it under CC BY 4.0",
         "kind": "table 30 features",
     },
     "wine": {
         "source": "scikit-learn load_wine (UCI Wine)",
-        "licence": "scikit-learn: BSD-3-Clause; data: UCI ML repository (CC BY 4.0)",
+        "licence": "scikit-learn: BSD-3-Clause; data: UCI ML Repository, which lists it under CC BY 4.0",
         "kind": "table 13 features",
     },
     "mnist1d": {
@@ -222,7 +222,6 @@ class Model:
     def apply(self, params: dict[str, Any], x):
         """x: [b, *input_shape] -> logits [b, num_classes]."""
         import jax
-        import jax.numpy as jnp
 
         if self.kind == "mlp":
             h = x.reshape(x.shape[0], -1)
@@ -231,14 +230,10 @@ class Model:
                 h = jax.nn.relu(h @ layer["w"] + layer["b"])
         else:
             h = x
-            spatial = len(x.shape) - 2
-            numbers = ("NWC", "WIO", "NWC") if spatial == 1 else ("NHWC", "HWIO", "NHWC")
             for i in range(len(self.widths)):
                 layer = params[f"conv{i}"]
-                h = jax.lax.conv_general_dilated(
-                    h, layer["w"], window_strides=(2,) * spatial, padding="SAME", dimension_numbers=numbers
-                )
-                h = jax.nn.relu(h + layer["b"])
+                w = layer["w"].reshape(-1, layer["w"].shape[-1])
+                h = jax.nn.relu(stride2_patches(h) @ w + layer["b"])
             h = h.reshape(h.shape[0], -1)
         return h @ params["out"]["w"] + params["out"]["b"]
 
@@ -252,6 +247,34 @@ class Model:
                 f"model {self.name!r} needs images [h, w, c] or sequences [length, c], got input shape {input_shape}"
             )
         return tuple(input_shape[:-1]), int(input_shape[-1])
+
+
+def stride2_patches(h):
+    """Patches of a 3-wide, stride-2, SAME-padded convolution: [b, *S, c] -> [b, *ceil(S/2), 3^k c].
+
+    The last axis is ordered (kernel offsets row-major, then input channels), so a kernel of
+    shape [3, ..., 3, c_in, c_out] reshaped to [3^k c_in, c_out] multiplies it directly. A
+    convolution written as patches times a matrix stays a plain (batched) matrix product under
+    ``vmap`` over configurations, where XLA's batched convolution is slow on CPU; the first
+    layer's patches are also shared by all configurations.
+    """
+    import itertools
+
+    import jax.numpy as jnp
+
+    sizes = h.shape[1:-1]
+    outs = [-(-s // 2) for s in sizes]
+    pads = [(0, 0)]
+    for size, out in zip(sizes, outs, strict=True):
+        total = max(2 * (out - 1) + 3 - size, 0)
+        pads.append((total // 2, total - total // 2))
+    pads.append((0, 0))
+    padded = jnp.pad(h, pads)
+    pieces = []
+    for offsets in itertools.product(range(3), repeat=len(sizes)):
+        index = (slice(None),) + tuple(slice(o, o + 2 * (n - 1) + 1, 2) for o, n in zip(offsets, outs, strict=True))
+        pieces.append(padded[index])
+    return jnp.concatenate(pieces, axis=-1)
 
 
 MODELS: dict[str, Model] = {
