@@ -1,0 +1,365 @@
+"""Pre-trained-prior Bayesian optimization inside an ordinary Optuna study.
+
+    import optuna
+    from metabo import Prior
+    from metabo.integrations.optuna import PretrainedGPSampler
+
+    prior = Prior.load("prior.npz")
+    study = optuna.create_study(direction="minimize", sampler=PretrainedGPSampler(prior, seed=0))
+    study.optimize(objective, n_trials=30)
+
+Needs the ``metabo[optuna]`` extra. The sampler translates Optuna's trials into the prior's
+terms and calls metabo's BO engine (``metabo.bo.engine``); it has no BO logic of its own:
+
+- Parameters are matched to the prior's search space by name (``mapping`` renames Optuna names).
+  Float and int distributions, log-scaled or not, with or without ``step``, are supported.
+  Categorical parameters raise ``UnsupportedParameterError``: a GP prior over a real box has no
+  notion of unordered choices. Float / int parameters the prior does not know are sampled by
+  ``independent_sampler`` (default: ``RandomSampler(seed)``) with a one-time warning.
+- Values go through the prior's own unit-cube map (the prior was trained there). When every
+  distribution equals the prior's parameter (bounds, log scale, unit int step) the acquisition is
+  maximized over the continuous box (integers rounded); otherwise, e.g. a narrower or stepped
+  range, over ``num_candidates`` quasi-random points drawn inside the study's distributions.
+- Objective values become scores with the prior's ``Objective.to_score`` (minimized values are
+  negated; ``neg_log`` priors take ``-log(value)``), so the study's direction must be the prior's
+  (checked, with a clear error). Multi-objective studies are not supported.
+- History: COMPLETE trials are observations; FAIL and PRUNED trials are observed failures, given
+  the worst score seen so far (``failures="impute_worst"``, metabo's BO convention) or only kept
+  from being proposed again (``"exclude"``); RUNNING trials (other workers) are not proposed again.
+- The search space is known only once a trial has completed. Until then (the first trial) the
+  sampler is called parameter by parameter; it then computes the whole configuration once, from
+  the prior alone, at the first call of the trial and hands out its coordinates. So the very first
+  trial already follows the prior.
+- Randomness: every suggestion's PRNG key is derived from ``seed`` and the trial number, so a
+  study is reproducible for a given seed (and trials running in parallel get different keys).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+try:
+    import optuna
+    from optuna.distributions import (
+        BaseDistribution,
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+    from optuna.samplers import BaseSampler, RandomSampler
+    from optuna.search_space import IntersectionSearchSpace
+    from optuna.trial import FrozenTrial, TrialState
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError("metabo.integrations.optuna needs optuna: pip install 'metabo[optuna]'") from err
+
+FAILURE_POLICIES = ("impute_worst", "exclude")
+
+
+class UnsupportedParameterError(ValueError):
+    """A parameter the sampler cannot model (categorical)."""
+
+
+class IncompatibleStudyError(ValueError):
+    """The study does not fit the prior (direction, number of objectives)."""
+
+
+def _is_float_or_int(distribution: BaseDistribution) -> bool:
+    return isinstance(distribution, (FloatDistribution, IntDistribution))
+
+
+class PretrainedGPSampler(BaseSampler):
+    """An Optuna sampler that runs BO with a pre-trained GP prior (see the module docs).
+
+    Args:
+      prior: a ``metabo.Prior`` (or any object with ``model``, ``params`` and ``space``).
+      seed: all randomness of the sampler derives from it.
+      acquisition: a name (``"ei"``, ``"pi"``, ``"ucb"``, ``"gp-ucb"``, ``"ts"``) or a
+        ``metabo.bo.engine.Acquisition``.
+      mapping: Optuna parameter name -> the prior's parameter name, for names that differ.
+      independent_sampler: samples parameters the prior does not know (default
+        ``RandomSampler(seed)``).
+      failures: ``"impute_worst"`` or ``"exclude"``, for FAIL and PRUNED trials.
+      num_candidates: size of the candidate set when the study's ranges differ from the prior's.
+      warn_independent_sampling: warn once per parameter sampled by ``independent_sampler``.
+    """
+
+    def __init__(
+        self,
+        prior,
+        *,
+        seed: int = 0,
+        acquisition="ei",
+        mapping: Mapping[str, str] | None = None,
+        independent_sampler: BaseSampler | None = None,
+        failures: str = "impute_worst",
+        num_candidates: int = 2048,
+        warn_independent_sampling: bool = True,
+    ):
+        from metabo.bo.config import Acquisition
+
+        for attribute in ("model", "params", "space"):
+            if not hasattr(prior, attribute):
+                raise TypeError(f"prior must have model, params and space (a metabo.Prior); it has no {attribute!r}")
+        if failures not in FAILURE_POLICIES:
+            raise ValueError(f"failures must be one of {FAILURE_POLICIES}, got {failures!r}")
+        self.prior = prior
+        self.space = prior.space
+        self.seed = int(seed)
+        self.acquisition = Acquisition.parse(acquisition)
+        self.mapping = dict(mapping or {})
+        unknown = sorted(set(self.mapping.values()) - set(self.space.names))
+        if unknown:
+            raise ValueError(f"mapping targets {unknown} are not parameters of the prior's space {list(self.space.names)}")
+        self.failures = failures
+        self.num_candidates = int(num_candidates)
+        self.independent_sampler = independent_sampler or RandomSampler(seed=self.seed)
+        self.warn_independent_sampling = warn_independent_sampling
+        self._warned: set[str] = set()
+        self._cache: dict[tuple[str, int], dict[str, float]] = {}  # (study name, trial number) -> config
+        self._lock = threading.Lock()
+
+    # ---- names ----------------------------------------------------------------------------
+    def _prior_name(self, optuna_name: str) -> str | None:
+        name = self.mapping.get(optuna_name, optuna_name)
+        return name if name in self.space.names else None
+
+    def _optuna_names(self) -> dict[str, str]:
+        """prior name -> Optuna name."""
+        inverse = {prior: optuna_name for optuna_name, prior in self.mapping.items()}
+        return {name: inverse.get(name, name) for name in self.space.names}
+
+    # ---- BaseSampler ----------------------------------------------------------------------
+    def infer_relative_search_space(self, study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        self._check_study(study)
+        space = IntersectionSearchSpace().calculate(study)
+        for name, distribution in space.items():
+            if isinstance(distribution, CategoricalDistribution):
+                raise self._categorical_error(name)
+        relevant = {name: d for name, d in space.items() if self._prior_name(name) is not None}
+        # All of the prior's parameters, or none: a partial set would split one suggestion in two.
+        if {self._prior_name(name) for name in relevant} != set(self.space.names):
+            return {}
+        return relevant
+
+    def sample_relative(self, study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        distributions = {self._prior_name(name): d for name, d in search_space.items()}
+        config = self._suggest(study, trial, distributions)
+        return {name: config[self._prior_name(name)] for name in search_space}
+
+    def sample_independent(self, study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        if isinstance(param_distribution, CategoricalDistribution):
+            raise self._categorical_error(param_name)
+        prior_name = self._prior_name(param_name)
+        if prior_name is None:
+            if self.warn_independent_sampling and param_name not in self._warned:
+                self._warned.add(param_name)
+                warnings.warn(
+                    f"parameter {param_name!r} is not in the prior's space {list(self.space.names)}; "
+                    f"{type(self.independent_sampler).__name__} samples it (map names with mapping=...)",
+                    stacklevel=2,
+                )
+            return self.independent_sampler.sample_independent(study, trial, param_name, param_distribution)
+        # No complete trial yet (or a changing space): compute the whole configuration once per
+        # trial from what is known, and hand out its coordinates.
+        key = (study.study_name, trial.number)
+        with self._lock:
+            config = self._cache.get(key)
+        if config is None:
+            self._check_study(study)
+            distributions = self._latest_distributions(study)
+            distributions[prior_name] = param_distribution
+            config = self._suggest(study, trial, distributions)
+            with self._lock:
+                self._cache[key] = config
+        return _fit_to(config[prior_name], param_distribution)
+
+    def after_trial(self, study, trial: FrozenTrial, state: TrialState, values) -> None:
+        with self._lock:
+            self._cache.pop((study.study_name, trial.number), None)
+
+    def reseed_rng(self) -> None:
+        self.independent_sampler.reseed_rng()
+
+    # ---- checks ---------------------------------------------------------------------------
+    def _check_study(self, study) -> None:
+        if len(study.directions) != 1:
+            raise IncompatibleStudyError("PretrainedGPSampler supports single-objective studies only")
+        direction = "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
+        objective = self.space.objective
+        if direction != objective.direction:
+            raise IncompatibleStudyError(
+                f"the study {direction}s its objective but the prior was trained to {objective.direction} "
+                f"{objective.column!r}; create the study with direction={objective.direction!r} and return the "
+                "same quantity the prior was trained on"
+            )
+
+    def _categorical_error(self, name: str) -> UnsupportedParameterError:
+        return UnsupportedParameterError(
+            f"parameter {name!r} is categorical; PretrainedGPSampler models float and int parameters only "
+            "(suggest_float / suggest_int). Encode ordered choices as an int, or tune the categorical "
+            "choice in an outer loop with one prior per choice"
+        )
+
+    # ---- the suggestion -------------------------------------------------------------------
+    def _latest_distributions(self, study) -> dict[str, BaseDistribution | None]:
+        """prior name -> the most recent distribution any trial used (None if never seen)."""
+        latest: dict[str, BaseDistribution | None] = {name: None for name in self.space.names}
+        for past in study.get_trials(deepcopy=False):
+            for name, distribution in past.distributions.items():
+                prior_name = self._prior_name(name)
+                if prior_name is not None and _is_float_or_int(distribution):
+                    latest[prior_name] = distribution
+        return latest
+
+    def _history(self, study, current: int):
+        """Observations in the prior's unit cube: x [n, d], scores y [n], excluded points [e, d]."""
+        names = self._optuna_names()
+        objective = self.space.objective
+        xs, ys, failed, pending = [], [], [], []
+        for past in study.get_trials(deepcopy=False):
+            if past.number == current or past.state == TrialState.WAITING:
+                continue
+            if any(names[p] not in past.params for p in self.space.names):
+                continue  # conditional parameters: this trial does not live in the prior's space
+            row = np.asarray([float(past.params[names[p]]) for p in self.space.names])
+            with np.errstate(all="ignore"):
+                unit = self.space.to_unit(row[None])[0]
+            if not np.all(np.isfinite(unit)):
+                continue  # e.g. a value <= 0 for a log-scaled parameter of the prior
+            if past.state == TrialState.COMPLETE:
+                with np.errstate(all="ignore"):
+                    score = float(objective.to_score(np.asarray([past.value]))[0])
+                if math.isfinite(score):
+                    xs.append(unit)
+                    ys.append(score)
+                else:
+                    failed.append(unit)
+            elif past.state in (TrialState.FAIL, TrialState.PRUNED):
+                failed.append(unit)
+            elif past.state == TrialState.RUNNING:
+                pending.append(unit)
+        d = self.space.dim
+        x = np.asarray(xs, dtype=np.float64).reshape(-1, d)
+        y = np.asarray(ys, dtype=np.float64)
+        failed = np.asarray(failed, dtype=np.float64).reshape(-1, d)
+        pending = np.asarray(pending, dtype=np.float64).reshape(-1, d)
+        if self.failures == "impute_worst" and len(failed) and len(y):
+            x = np.concatenate([x, failed])
+            y = np.concatenate([y, np.full(len(failed), y.min())])
+        exclude = np.concatenate([x, failed, pending])
+        return x, y, exclude
+
+    def _suggest(self, study, trial: FrozenTrial, distributions: Mapping[str, BaseDistribution | None]) -> dict[str, float]:
+        """The next configuration, prior name -> value inside ``distributions`` (None: the prior's range)."""
+        import jax
+
+        from metabo.bo import engine
+
+        x, y, exclude = self._history(study, trial.number)
+        key = jax.random.fold_in(jax.random.key(self.seed), trial.number)
+        model, params = self.prior.model, self.prior.params
+        if all(d is None or _matches(d, self.space[name]) for name, d in distributions.items()):
+            unit = engine.suggest_box(
+                model,
+                params,
+                x,
+                y,
+                key,
+                acquisition=self.acquisition,
+                round_fn=self.space.round_unit,
+                exclude=exclude,
+                dim=self.space.dim,
+            )
+            values = self.space.from_unit(unit[None])[0]
+        else:
+            user = self._candidates(distributions, int(jax.random.randint(key, (), 0, 2**30)))
+            unit = self.space.to_unit(user)
+            if not np.all(np.isfinite(unit)):
+                raise UnsupportedParameterError(
+                    "a study distribution reaches values the prior's space cannot represent (<= 0 on a log scale): "
+                    + ", ".join(f"{n} {d}" for n, d in distributions.items() if d is not None)
+                )
+            observed = _near(unit, exclude)
+            if observed.all():
+                observed[:] = False  # nothing new left: allow a repeat rather than fail the study
+            index = engine.suggest_finite(
+                model, params, x, y, unit, observed, acquisition=self.acquisition, key=jax.random.fold_in(key, 1)
+            )
+            values = user[index]
+        return {
+            name: _fit_to(value, distributions.get(name)) if distributions.get(name) is not None else _as_type(value, self.space[name])
+            for name, value in zip(self.space.names, values, strict=True)
+        }
+
+    def _candidates(self, distributions, seed: int) -> np.ndarray:
+        """[m, d] quasi-random configurations in user units inside the given distributions."""
+        from metabo.space import scrambled_halton
+
+        u = scrambled_halton(self.num_candidates, self.space.dim, seed)
+        columns = []
+        for j, p in enumerate(self.space.parameters):
+            d = distributions.get(p.name)
+            if d is None:
+                columns.append(p.from_unit(u[:, j]))
+                continue
+            low, high = float(d.low), float(d.high)
+            if d.log:
+                value = np.exp(math.log(low) + u[:, j] * (math.log(high) - math.log(low)))
+            else:
+                value = low + u[:, j] * (high - low)
+            columns.append(np.asarray([_fit_to(v, d) for v in value], dtype=np.float64))
+        return np.stack(columns, axis=1)
+
+
+def _matches(distribution: BaseDistribution, parameter) -> bool:
+    """True when the distribution is exactly the prior's parameter (same box in the unit cube)."""
+    if isinstance(distribution, IntDistribution):
+        kind_ok = parameter.type == "int" and distribution.step == 1
+    elif isinstance(distribution, FloatDistribution):
+        kind_ok = parameter.type == "real" and distribution.step is None
+    else:
+        return False
+    return (
+        kind_ok
+        and bool(distribution.log) == parameter.log
+        and math.isclose(float(distribution.low), parameter.low, rel_tol=1e-12, abs_tol=1e-300)
+        and math.isclose(float(distribution.high), parameter.high, rel_tol=1e-12, abs_tol=1e-300)
+    )
+
+
+def _fit_to(value: float, distribution: BaseDistribution) -> float | int:
+    """A value clipped into ``distribution`` and snapped to its step (ints as Python ints)."""
+    low, high = distribution.low, distribution.high
+    value = min(max(float(value), float(low)), float(high))
+    step = getattr(distribution, "step", None)
+    if step is not None:
+        k = round((value - low) / step)
+        value = low + k * step
+        if value > high:
+            value -= step
+    if isinstance(distribution, IntDistribution):
+        return int(round(value))
+    return float(value)
+
+
+def _as_type(value: float, parameter) -> float | int:
+    return int(round(value)) if parameter.type == "int" else float(value)
+
+
+def _near(points: np.ndarray, exclude: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """points: [m, d], exclude: [e, d] -> [m] bool, True within ``tol`` of an excluded point."""
+    if len(exclude) == 0:
+        return np.zeros(len(points), dtype=bool)
+    distance = np.max(np.abs(points[:, None, :] - exclude[None, :, :]), axis=-1)
+    return np.any(distance <= tol, axis=1)
+
+
+__all__ = ["PretrainedGPSampler", "UnsupportedParameterError", "IncompatibleStudyError"]

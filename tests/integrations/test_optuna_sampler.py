@@ -1,0 +1,225 @@
+"""PretrainedGPSampler inside real Optuna studies."""
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+import optuna
+import pytest
+from integration_helpers import matern52
+
+from metabo.gp import GPModel, GPParams
+from metabo.integrations.optuna import IncompatibleStudyError, PretrainedGPSampler, UnsupportedParameterError
+from metabo.space import Objective, Parameter, Space
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+# One space and one model for every test, so the BO step compiles once per session.
+SPACE = Space(
+    (
+        Parameter("lr", "real", 1e-4, 1.0, log=True),
+        Parameter("units", "int", 8, 256, log=True),
+        Parameter("dropout", "real", 0.0, 0.5),
+    ),
+    Objective("loss", "minimize"),
+)
+LENGTHSCALE = np.array([0.3, 0.4, 0.5])
+WEIGHTS = np.array([2.0, 0.0, -1.0])  # the prior's mean score rises with lr, falls with dropout
+
+
+@dataclass(frozen=True)
+class FakePrior:
+    """What the sampler needs of a metabo.Prior: model, params, space."""
+
+    model: GPModel
+    params: GPParams
+    space: Space
+
+
+@pytest.fixture(scope="module")
+def prior():
+    model = GPModel(mean="linear", kernel="matern52")
+    params = model.init(jax.random.key(0), SPACE.dim)
+    params = model.with_hyper(params, lengthscale=LENGTHSCALE, signal=0.25, noise=1e-4)
+    return FakePrior(model, params._replace(mean_weights=WEIGHTS, mean_constant=np.asarray(0.0)), SPACE)
+
+
+def _matern52(x1, x2):
+    return matern52(x1, x2, LENGTHSCALE, 0.25)
+
+
+def _task(seed):
+    """A score function on the unit cube drawn (approximately) from the prior: mean + GP sample."""
+    rng = np.random.default_rng(seed)
+    anchors = rng.random((150, SPACE.dim))
+    gram = _matern52(anchors, anchors) + 1e-8 * np.eye(len(anchors))
+    values = np.linalg.cholesky(gram) @ rng.standard_normal(len(anchors))
+    weights = np.linalg.solve(gram, values)
+    return lambda unit: float(unit @ WEIGHTS + _matern52(unit[None], anchors)[0] @ weights)
+
+
+def _objective(score):
+    def objective(trial):
+        config = [
+            trial.suggest_float("lr", 1e-4, 1.0, log=True),
+            trial.suggest_int("units", 8, 256, log=True),
+            trial.suggest_float("dropout", 0.0, 0.5),
+        ]
+        return -score(SPACE.to_unit(np.asarray([config]))[0])  # loss = -score, minimized
+
+    return objective
+
+
+def test_study_runs_and_beats_random_search_on_prior_draws(prior):
+    ours, random = [], []
+    for seed in range(4):
+        score = _task(100 + seed)
+        study = optuna.create_study(direction="minimize", sampler=PretrainedGPSampler(prior, seed=seed))
+        study.optimize(_objective(score), n_trials=15)
+        baseline = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=seed))
+        baseline.optimize(_objective(score), n_trials=15)
+        ours.append(-study.best_value)
+        random.append(-baseline.best_value)
+        for trial in study.trials:
+            assert 1e-4 <= trial.params["lr"] <= 1.0 and 0.0 <= trial.params["dropout"] <= 0.5
+            assert isinstance(trial.params["units"], int) and 8 <= trial.params["units"] <= 256
+        configs = {tuple(t.params.values()) for t in study.trials}
+        assert len(configs) == 15  # never proposes a configuration twice
+    assert np.mean(ours) > np.mean(random)
+    assert sum(o > r for o, r in zip(ours, random, strict=True)) >= 3
+
+
+def test_first_trial_follows_the_prior(prior):
+    study = optuna.create_study(direction="minimize", sampler=PretrainedGPSampler(prior, seed=0))
+    study.optimize(_objective(_task(0)), n_trials=1)
+    unit = SPACE.to_unit(np.asarray([[study.trials[0].params[n] for n in SPACE.names]]))[0]
+    # The prior mean 2 u_lr - u_dropout peaks at the largest lr and no dropout.
+    assert unit[0] > 0.9 and unit[2] < 0.1
+
+
+def test_same_seed_same_study(prior):
+    runs = []
+    for _ in range(2):
+        study = optuna.create_study(direction="minimize", sampler=PretrainedGPSampler(prior, seed=7))
+        study.optimize(_objective(_task(1)), n_trials=4)
+        runs.append([t.params for t in study.trials])
+    assert runs[0] == runs[1]
+
+
+def test_narrower_stepped_ranges_and_renamed_parameters(prior):
+    def objective(trial):
+        lr = trial.suggest_float("learning_rate", 1e-3, 1e-1, log=True)
+        units = trial.suggest_int("units", 16, 128, step=16)
+        dropout = trial.suggest_float("dropout", 0.1, 0.3, step=0.05)
+        return -_task(2)(SPACE.to_unit(np.asarray([[lr, units, dropout]]))[0])
+
+    sampler = PretrainedGPSampler(prior, seed=0, mapping={"learning_rate": "lr"})
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.optimize(objective, n_trials=6)
+    for trial in study.trials:
+        p = trial.params
+        assert 1e-3 <= p["learning_rate"] <= 1e-1
+        assert p["units"] in range(16, 129, 16)
+        assert min(abs(p["dropout"] - v) for v in (0.1, 0.15, 0.2, 0.25, 0.3)) < 1e-9
+    # Following the prior inside the narrower box: the largest learning rate, the least dropout.
+    first = study.trials[0].params
+    assert first["learning_rate"] > 0.05 and first["dropout"] <= 0.15
+
+
+def test_categorical_parameters_raise_a_clear_error(prior):
+    def objective(trial):
+        trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        trial.suggest_categorical("optimizer", ["sgd", "adam"])
+        return 0.0
+
+    study = optuna.create_study(direction="minimize", sampler=PretrainedGPSampler(prior, seed=0))
+    with pytest.raises(UnsupportedParameterError, match="'optimizer' is categorical"):
+        study.optimize(objective, n_trials=1)
+
+
+def test_direction_and_objectives_must_match_the_prior(prior):
+    study = optuna.create_study(direction="maximize", sampler=PretrainedGPSampler(prior, seed=0))
+    with pytest.raises(IncompatibleStudyError, match="prior was trained to minimize 'loss'"):
+        study.optimize(_objective(_task(0)), n_trials=1)
+    multi = optuna.create_study(directions=["minimize", "minimize"], sampler=PretrainedGPSampler(prior, seed=0))
+    with pytest.raises(IncompatibleStudyError, match="single-objective"):
+        multi.optimize(lambda t: (t.suggest_float("lr", 1e-4, 1.0, log=True), 0.0), n_trials=1)
+
+
+def test_unknown_parameters_go_to_the_independent_sampler(prior):
+    def objective(trial):
+        extra = trial.suggest_float("momentum", 0.5, 0.99)
+        return _objective(_task(3))(trial) + 0.0 * extra
+
+    study = optuna.create_study(direction="minimize", sampler=PretrainedGPSampler(prior, seed=0))
+    with pytest.warns(UserWarning, match="'momentum' is not in the prior's space"):
+        study.optimize(objective, n_trials=3)
+    assert all(0.5 <= t.params["momentum"] <= 0.99 for t in study.trials)
+
+
+def test_history_scores_failures_and_pending_trials(prior):
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
+    trials = []
+    for _ in range(4):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        trial.suggest_int("units", 8, 256, log=True)
+        trial.suggest_float("dropout", 0.0, 0.5)
+        trials.append(trial)
+    # Parameters were sampled at random; the expected values are read back from the trials.
+    study.tell(trials[0], 2.0)
+    study.tell(trials[1], 1.0)
+    study.tell(trials[2], state=optuna.trial.TrialState.FAIL)
+    # trials[3] stays RUNNING
+    sampler = PretrainedGPSampler(prior, seed=0)
+    x, y, exclude = sampler._history(study, current=-1)
+    params = [study.trials[i].params for i in range(4)]
+    unit = SPACE.to_unit(np.asarray([[p[n] for n in SPACE.names] for p in params]))
+    np.testing.assert_allclose(x, unit[[0, 1, 2]])
+    np.testing.assert_allclose(y, [-2.0, -1.0, -2.0])  # scores = -loss; the failure gets the worst
+    np.testing.assert_allclose(exclude[-1], unit[3])  # the running trial is not proposed again
+    x, y, exclude = PretrainedGPSampler(prior, seed=0, failures="exclude")._history(study, current=-1)
+    assert len(y) == 2 and len(exclude) == 4
+
+
+def test_constructor_checks(prior):
+    with pytest.raises(TypeError, match="model, params and space"):
+        PretrainedGPSampler(object())
+    with pytest.raises(ValueError, match="not parameters of the prior's space"):
+        PretrainedGPSampler(prior, mapping={"a": "b"})
+    with pytest.raises(ValueError, match="failures"):
+        PretrainedGPSampler(prior, failures="ignore")
+
+
+@pytest.mark.slow
+def test_really_pretrained_prior_beats_random_search():
+    from metabo.bench.synthetic import synthetic_log, true_gp
+    from metabo.pretrain import pretrain
+
+    prior = pretrain(synthetic_log(seed=0, num_tasks=8, num_points=40, dim=2, matched=False), steps=300, seed=0)
+    model, params = true_gp(2)
+    hyper = model.hyper(params)
+
+    def task(seed):
+        # A new task from the GP the training tasks came from (mean 1, Matern 5/2, lengthscale 0.25).
+        rng = np.random.default_rng(seed)
+        anchors = rng.random((200, 2))
+        kernel = lambda a, b: matern52(a, b, np.asarray(hyper.lengthscale), float(hyper.signal))  # noqa: E731
+        gram = kernel(anchors, anchors) + 1e-8 * np.eye(200)
+        weights = np.linalg.solve(gram, np.linalg.cholesky(gram) @ rng.standard_normal(200))
+
+        def objective(trial):
+            x = np.asarray([[trial.suggest_float("x0", 0.0, 1.0), trial.suggest_float("x1", 0.0, 1.0)]])
+            return float(1.0 + kernel(x, anchors)[0] @ weights)
+
+        return objective
+
+    ours, random = [], []
+    for seed in range(5):
+        study = optuna.create_study(direction="maximize", sampler=PretrainedGPSampler(prior, seed=seed))
+        study.optimize(task(50 + seed), n_trials=15)
+        baseline = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
+        baseline.optimize(task(50 + seed), n_trials=15)
+        ours.append(study.best_value)
+        random.append(baseline.best_value)
+    assert np.mean(ours) > np.mean(random)
