@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
+
+from metabo.runtime import configure_jax, start_jax
 
 COMMANDS = (
     "info",
@@ -27,17 +28,6 @@ COMMANDS = (
 
 class UserError(Exception):
     """An error caused by the user's input; printed without a traceback, exit code 2."""
-
-
-def configure_jax() -> None:
-    """Float64 for GP work and a persistent compilation cache; call before JAX is imported."""
-    os.environ.setdefault("JAX_ENABLE_X64", "1")
-    cache = os.environ.get("METABO_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "metabo", "jax"))
-    if cache and cache.lower() != "off":
-        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", cache)
-        # Cache even quick compilations: the CLI's cold start is dominated by many small ones.
-        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 def _load(name: str):
@@ -74,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
+    start_jax()
     try:
         return int(args._run(args) or 0)
     except UserError as err:

@@ -82,7 +82,7 @@ class TuningLog:
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
-    def read(cls, source, space: Space, duplicates: str = "error") -> "TuningLog":
+    def read(cls, source, space: Space, duplicates: str = "error") -> TuningLog:
         """Read and validate a log from a path (``.parquet``/``.pq``/``.csv``) or a DataFrame."""
         return read_log(source, space, duplicates=duplicates)
 
@@ -95,7 +95,7 @@ class TuningLog:
     def __len__(self) -> int:
         return len(self.frame)
 
-    def select(self, tasks) -> "TuningLog":
+    def select(self, tasks) -> TuningLog:
         """The log restricted to ``tasks`` (in the log's order)."""
         wanted = set(tasks)
         unknown = wanted - set(self.tasks)
@@ -104,7 +104,7 @@ class TuningLog:
         frame = self.frame[self.frame[TASK_COLUMN].isin(wanted)].reset_index(drop=True)
         return TuningLog(frame, self.space)
 
-    def without(self, tasks) -> "TuningLog":
+    def without(self, tasks) -> TuningLog:
         """The log with ``tasks`` (a name or a list of names) removed."""
         drop = {tasks} if isinstance(tasks, str) else set(tasks)
         return self.select([t for t in self.tasks if t not in drop])

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -219,7 +220,7 @@ class Space:
             configs.append(
                 {
                     p.name: (int(round(v)) if p.type == "int" else float(v))
-                    for p, v in zip(self.parameters, row)
+                    for p, v in zip(self.parameters, row, strict=True)
                 }
             )
         return configs
@@ -273,7 +274,7 @@ class Space:
         return {"parameters": [p.to_dict() for p in self.parameters], "objective": self.objective.to_dict()}
 
     @classmethod
-    def from_dict(cls, spec: Mapping[str, Any]) -> "Space":
+    def from_dict(cls, spec: Mapping[str, Any]) -> Space:
         if not isinstance(spec, Mapping) or "parameters" not in spec:
             raise SpaceError("a space needs a 'parameters' list")
         params = []
@@ -299,7 +300,7 @@ class Space:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "Space":
+    def from_json(cls, text: str) -> Space:
         try:
             spec = json.loads(text)
         except json.JSONDecodeError as err:
@@ -307,7 +308,7 @@ class Space:
         return cls.from_dict(spec)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Space":
+    def load(cls, path: str | os.PathLike) -> Space:
         with open(path, encoding="utf-8") as fh:
             return cls.from_json(fh.read())
 

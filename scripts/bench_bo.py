@@ -191,9 +191,11 @@ def bench_box(reps):
 
 # ---- 3. 100 iterations over a 1000-point pool (child process) ----------------------------------
 def child_loop():
-    import jax
+    # The same CPU backend as the CLI; the parent chose the compilation cache (or none).
+    os.environ.setdefault("METABO_JAX_CACHE", os.environ.get("JAX_COMPILATION_CACHE_DIR") or "off")
+    from metabo.runtime import start_jax
 
-    jax.config.update("jax_enable_x64", True)
+    start_jax()
     start = time.perf_counter()
     from metabo.bo import engine
 
@@ -385,9 +387,12 @@ def main(argv=None):
         child_loop()
         return 0
 
+    os.environ.setdefault("METABO_JAX_CACHE", "off")  # warm timings in this process compile for real
+    from metabo.runtime import start_jax
+
+    start_jax()
     import jax
 
-    jax.config.update("jax_enable_x64", True)
     from metabo.io import atomic_write_text
 
     load_before = [round(v, 2) for v in os.getloadavg()]

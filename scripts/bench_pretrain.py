@@ -67,9 +67,12 @@ def main(argv=None) -> int:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = "1"
 
+    os.environ.setdefault("METABO_JAX_CACHE", "off")
+    from metabo.runtime import start_jax
+
+    start_jax()  # the same CPU backend as the CLI
     import jax
 
-    jax.config.update("jax_enable_x64", True)
     # Compile times must be real: no persistent compilation cache.
     jax.config.update("jax_enable_compilation_cache", False)
 

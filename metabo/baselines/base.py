@@ -18,7 +18,7 @@ import numpy as np
 from metabo.data import TuningLog
 from metabo.space import Space
 
-REGISTRY: dict[str, type["Method"]] = {}
+REGISTRY: dict[str, type[Method]] = {}
 
 
 def register(name: str):
@@ -61,7 +61,7 @@ class Method(abc.ABC):
         self.options = options
         self.rng = np.random.default_rng(self.seed)
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027  (optional hook: most methods have nothing to meta-train)
         """Meta-train on ``self.train`` (called once before the first proposal)."""
 
     @abc.abstractmethod

@@ -43,6 +43,6 @@ def run(args) -> int:
     grid = jnp.linspace(0, 1, 11)[:, None]
     mean, var = posterior(model, params, x, y, grid)
     print(f"{'x':>5} {'true f':>8} {'mean':>8} {'std':>7}")
-    for xi, mi, vi in zip(np.asarray(grid[:, 0]), np.asarray(mean), np.asarray(var)):
+    for xi, mi, vi in zip(np.asarray(grid[:, 0]), np.asarray(mean), np.asarray(var), strict=True):
         print(f"{xi:5.2f} {np.sin(6 * xi):8.3f} {mi:8.3f} {np.sqrt(vi):7.3f}")
     return 0

@@ -117,7 +117,7 @@ class GPModel:
         }
 
     @classmethod
-    def from_dict(cls, spec: dict) -> "GPModel":
+    def from_dict(cls, spec: dict) -> GPModel:
         spec = dict(spec)
         spec["feature_sizes"] = tuple(spec.get("feature_sizes", ()))
         spec["mean_hidden"] = tuple(spec.get("mean_hidden", (32, 32)))

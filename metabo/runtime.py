@@ -1,0 +1,80 @@
+"""Process-level JAX set-up for metabo's entry points (the CLI, workers, scripts, tests).
+
+Nothing here runs at import time: library modules never change global JAX state; entry points
+call ``configure_jax()`` before JAX is imported and ``start_jax()`` before its first
+computation.
+
+Why ``start_jax``: with JAX/jaxlib 0.10 on the CPU, a batched LAPACK call (the Cholesky of a
+``vmap`` over tasks, for instance) splits its batch over XLA's intra-op thread pool and blocks
+until the pieces are done. When as many such calls run at once as the pool has threads (two
+independent Cholesky factorizations on a 2-core machine), every pool thread waits for work
+queued behind it and the process hangs for good. A pool of one thread cannot deadlock this way,
+so ``start_jax`` creates the CPU backend while the process is restricted to one core (the pool
+is sized from the CPU affinity at that moment) and then gives every thread all its cores back.
+The pool then runs XLA's intra-op work on one thread per process; metabo's GP work is small
+matrices and dispatch, and its long jobs (benchmarks, collection) run in parallel processes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Set to "0" to keep JAX's default intra-op thread pool (one thread per core).
+SINGLE_POOL_ENV = "METABO_SINGLE_XLA_POOL"
+
+
+def configure_jax() -> None:
+    """Float64 and a persistent compilation cache, through the environment JAX reads when it is
+    imported; call before JAX is imported. Nothing the user set is overridden."""
+    os.environ.setdefault("JAX_ENABLE_X64", "1")
+    cache = os.environ.get("METABO_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "metabo", "jax"))
+    if cache and cache.lower() != "off":
+        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", cache)
+        # Cache even quick compilations: the CLI's cold start is dominated by many small ones.
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def start_jax() -> bool:
+    """Create JAX's CPU backend with a one-thread intra-op pool (see the module docstring).
+
+    Returns True if this call created the backend that way; False when it did nothing: the
+    backend already existed, ``METABO_SINGLE_XLA_POOL=0``, or the platform cannot restrict CPU
+    affinity (not Linux). Float64 is switched on either way.
+    """
+    configure_jax()
+    import jax
+    from jax._src import xla_bridge
+
+    jax.config.update("jax_enable_x64", os.environ.get("JAX_ENABLE_X64", "1").lower() not in ("0", "false"))
+    if xla_bridge.backends_are_initialized() or os.environ.get(SINGLE_POOL_ENV, "1") == "0":
+        return False
+    if not (hasattr(os, "sched_getaffinity") and sys.platform.startswith("linux")):
+        return False
+    cores = os.sched_getaffinity(0)
+    if len(cores) <= 1:
+        jax.devices()
+        return True
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        jax.devices("cpu")  # creates the client and its thread pools, sized by the affinity now
+    finally:
+        _restore_affinity(cores)
+    return True
+
+
+def _restore_affinity(cores: set[int]) -> None:
+    """Give every thread of this process ``cores`` (threads started meanwhile inherited one core)."""
+    try:
+        threads = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
+        try:
+            os.sched_setaffinity(tid, cores)
+        except OSError:
+            pass  # a thread that has exited since the listing
+
+
+__all__ = ["SINGLE_POOL_ENV", "configure_jax", "start_jax"]
