@@ -62,7 +62,7 @@ def main(argv=None) -> int:
         # Must happen before NumPy / JAX load their thread pools.
         os.environ["XLA_FLAGS"] = (
             os.environ.get("XLA_FLAGS", "")
-            + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+            + " --xla_cpu_multi_thread_eigen=false"
         ).strip()
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = "1"

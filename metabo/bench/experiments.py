@@ -40,6 +40,8 @@ class ExperimentConfig:
       data: data set name (a file stem in the data directory) or a path to a ``.parquet``/``.csv``.
       part: ``"matched"`` or ``"unmatched"`` (rows with that ``part``), or ``"all"``.
       methods: method names; ``None`` for every registered method.
+      exclude_methods: names left out of ``methods`` (e.g. ``hyperbo-empirical``, which needs
+        matched data, on an unmatched variant).
       reference: the pre-trained method of the efficiency ratio.
       budget: BO steps per run.
       seeds: seeds per (method, task).
@@ -57,6 +59,7 @@ class ExperimentConfig:
     data: str = "pd1_mini"
     part: str = "matched"
     methods: tuple[str, ...] | None = None
+    exclude_methods: tuple[str, ...] = ()
     reference: str | None = "hyperbo"
     budget: int = 100
     seeds: int = 5
@@ -76,6 +79,7 @@ class ExperimentConfig:
         if self.methods is not None:
             object.__setattr__(self, "methods", tuple(self.methods))
         object.__setattr__(self, "imports", tuple(self.imports))
+        object.__setattr__(self, "exclude_methods", tuple(self.exclude_methods))
 
     def benchmark_config(self, log: TuningLog) -> BenchmarkConfig:
         """The benchmark configuration for ``log`` (methods resolved, target tasks chosen)."""
@@ -84,6 +88,10 @@ class ExperimentConfig:
 
         import_plugins(self.imports)
         methods = self.methods if self.methods is not None else tuple(available_methods())
+        unknown = sorted(set(self.exclude_methods) - set(methods))
+        if unknown:
+            raise BenchmarkError(f"experiment {self.name!r}: exclude_methods names {unknown}, which are not among its methods")
+        methods = tuple(m for m in methods if m not in self.exclude_methods)
         return BenchmarkConfig(
             methods=methods,
             budget=self.budget,

@@ -42,6 +42,7 @@ import pandas as pd
 from metabo.bench import store
 from metabo.bench.metrics import regret_trace
 from metabo.data import FAILURE_POLICIES, TuningLog
+from metabo.runtime import one_blas_thread_env, worker_processes_environment
 
 ENGINES = ("local", "ray")
 
@@ -489,11 +490,15 @@ def _run_processes(log, config, chunks, out, tick, workers: int) -> list[UnitFai
             except queue_module.Empty:
                 return
 
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(log, config, os.fspath(out), progress_queue)
-    )
-    try:
+    with worker_processes_environment():  # workers start (and read it) as the first chunks are submitted
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(log, config, os.fspath(out), progress_queue),
+        )
         futures = {pool.submit(_worker_chunk, chunk): chunk for chunk in chunks}
+    try:
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -522,7 +527,8 @@ def _run_ray(log, config, chunks, out, tick, address: str | None) -> list[UnitFa
     except ImportError as err:
         raise BenchmarkError("engine 'ray' needs Ray: pip install 'metabo[ray]' (or use the local engine)") from err
     if not ray.is_initialized():
-        ray.init(address=address, runtime_env={"env_vars": {"JAX_ENABLE_X64": "1"}}, log_to_driver=False)
+        env_vars = {"JAX_ENABLE_X64": "1", **one_blas_thread_env()}
+        ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=False)
     remote = ray.remote(_ray_chunk)
     log_ref = ray.put(log)  # shipped once, shared by all chunks
     refs = {remote.remote(log_ref, config, chunk): chunk for chunk in chunks}

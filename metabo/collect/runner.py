@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from metabo.collect.tasks import DEFAULT_TASKS, TaskSpec, load_dataset
+from metabo.runtime import worker_processes_environment
 from metabo.space import halton, pd1_space
 
 PARTS = ("matched", "unmatched")
@@ -379,9 +380,10 @@ def _run_processes(plan: CollectionPlan, pending: list[Shard], finish, workers: 
     if set_flags:
         # Several workers share the cores: one compute thread each avoids oversubscription.
         # Workers inherit the environment; it is restored when the pool is done.
-        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
     try:
-        _run_pool(plan, pending, finish, workers)
+        with worker_processes_environment():
+            _run_pool(plan, pending, finish, workers)
     finally:
         if set_flags:
             del os.environ["XLA_FLAGS"]

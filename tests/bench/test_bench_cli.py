@@ -140,5 +140,14 @@ def test_the_repository_configs_load():
     for name in ("QUICK", "FULL"):
         assert {c.part for c in sets[name]} == {"matched", "unmatched"}
         assert all(c.data == "pd1_mini" and c.methods is None and c.reference == "hyperbo" for c in sets[name])
+        # The regret-bounded variant needs matched data: it is left out of the unmatched variant only.
+        assert all(("hyperbo-empirical" in c.exclude_methods) == (c.part == "unmatched") for c in sets[name])
     quick, full = sets["QUICK"], sets["FULL"]
     assert max(c.seeds for c in quick) < min(c.seeds for c in full) and all(c.tasks_limit for c in quick)
+
+
+def test_exclude_methods_leaves_methods_out(gp_log):
+    config = ExperimentConfig(name="u", methods=("random", "gp-oracle"), exclude_methods=("random",), reference="gp-oracle")
+    assert config.benchmark_config(gp_log).methods == ("gp-oracle",)
+    with pytest.raises(BenchmarkError, match="exclude_methods names \\['nope'\\]"):
+        ExperimentConfig(name="u", methods=("random",), exclude_methods=("nope",), reference=None).benchmark_config(gp_log)
