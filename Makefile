@@ -16,11 +16,12 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/metabo reproduce --quick
 
+# Two test processes: the suite is CPU-bound and CI has 2 cores.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 test-slow: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -n 2 -m slow
 
 bench: $(BIN)/.installed
 	$(BIN)/python scripts/bench_pretrain.py

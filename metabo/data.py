@@ -285,7 +285,7 @@ def read_log(source, space: Space, duplicates: str = "error") -> TuningLog:
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.argmax(bad))
-            raise LogValidationError(f"parameter value {raw[p.name].iloc[row]!r} is not finite", row=row, column=p.name)
+            raise LogValidationError(f"parameter value {raw[p.name].iloc[row]} is not finite", row=row, column=p.name)
         outside = ~p.contains(values)
         if outside.any():
             row = int(np.argmax(outside))

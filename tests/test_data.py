@@ -442,3 +442,72 @@ def test_random_valid_logs_round_trip_through_files(tmp_path, frame, suffix):
     path = tmp_path / f"log{suffix}"
     log.save(path)
     pd.testing.assert_frame_equal(read_log(path, HYP_SPACE, duplicates="keep").frame, log.frame)
+
+
+# ---- malformed logs: only LogValidationError, and it says where ----------------------------------
+
+CORRUPTIONS = ("cell", "objective", "status", "task", "drop_column", "rename_column", "outside", "fraction", "empty")
+BAD_CELLS = (np.nan, np.inf, -np.inf, "abc", None, "", True, 1e308 * 10)
+
+
+@st.composite
+def malformed_logs(draw):
+    frame = draw(valid_logs())
+    frame["b"] = frame["b"].clip(1e-3, 10.0)
+    frame = frame.astype(object)  # any cell can now hold anything
+
+    def column(*names):
+        present = [n for n in names if n in frame.columns]
+        return draw(st.sampled_from(present)) if present else None
+
+    for _ in range(draw(st.integers(1, 3))):
+        if not len(frame):
+            break
+        kind = draw(st.sampled_from(CORRUPTIONS))
+        row = draw(st.integers(0, len(frame) - 1))
+        values = {
+            "cell": BAD_CELLS,
+            "objective": (np.inf, "x", None, -1e300 * 1e10),
+            "status": ("weird", None, 3, "DONE"),
+            "task": (None, np.nan, "", 7),
+            "outside": (5.0, -3.0, 1e-9, 100),
+            "fraction": (2.5,),
+        }
+        targets = {
+            "cell": ("a", "b", "k"),
+            "objective": ("y",),
+            "status": ("status",),
+            "task": ("task",),
+            "outside": ("a", "b", "k"),
+            "fraction": ("k",),
+        }
+        if kind == "empty":
+            frame = frame.iloc[:0]
+        elif kind in ("drop_column", "rename_column"):
+            name = column("task", "a", "b", "k", "y", "status")
+            if name is not None:
+                frame = frame.drop(columns=name) if kind == "drop_column" else frame.rename(columns={name: "renamed"})
+        else:
+            name = column(*targets[kind])
+            if name is not None:
+                frame.iat[row, frame.columns.get_loc(name)] = draw(st.sampled_from(values[kind]))
+    return frame
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(malformed_logs(), st.sampled_from(["error", "mean", "keep"]), st.sampled_from(["drop", "impute_worst"]))
+def test_malformed_logs_raise_only_validation_errors_that_say_where(frame, duplicates, failures):
+    try:
+        log = read_log(frame, HYP_SPACE, duplicates=duplicates)
+    except LogValidationError as err:
+        assert str(err)
+        if err.row is not None:
+            assert 0 <= err.row < len(frame)
+        if err.column is not None:
+            assert err.column in set(frame.columns) | {"task", "a", "b", "k", "y", "status"}
+        return
+    # Whatever was accepted is clean: finite unit-cube inputs, finite scores for valid trials.
+    padded, names = log.to_padded(failures=failures)
+    assert len(names) >= 1 and np.isfinite(padded.x).all() and np.isfinite(padded.y).all()
+    assert ((padded.x >= 0) & (padded.x <= 1)).all()
+    assert set(log.frame["status"]) <= {"ok", "diverged", "failed"}

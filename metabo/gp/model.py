@@ -64,6 +64,16 @@ def inverse_softplus(value):
     return value + jnp.log(-jnp.expm1(-value))
 
 
+def _above_floor(value, floor: float, name: str):
+    """value - floor, checked to be positive when ``value`` is concrete."""
+    value = jnp.asarray(value)
+    if not isinstance(value, jax.core.Tracer):
+        low = float(jnp.min(value))
+        if not low > floor:  # also catches NaN
+            raise ValueError(f"{name} must be above its floor {floor:g}, got {low:g}")
+    return value - floor
+
+
 @dataclass(frozen=True)
 class GPModel:
     """The structure of a GP prior.
@@ -172,14 +182,18 @@ class GPModel:
         )
 
     def with_hyper(self, params: GPParams, lengthscale=None, signal=None, noise=None, bias=None) -> GPParams:
-        """Params with some constrained values replaced (inverse of ``hyper``)."""
+        """Params with some constrained values replaced (inverse of ``hyper``).
+
+        Values must lie above their floors (``lengthscale_floor`` etc.); concrete values that do
+        not raise ValueError (traced ones cannot be checked and would give NaN).
+        """
         updates = {}
         if lengthscale is not None:
-            updates["raw_lengthscale"] = inverse_softplus(jnp.asarray(lengthscale) - self.lengthscale_floor)
+            updates["raw_lengthscale"] = inverse_softplus(_above_floor(lengthscale, self.lengthscale_floor, "lengthscale"))
         if signal is not None:
-            updates["raw_signal"] = inverse_softplus(jnp.asarray(signal) - self.signal_floor)
+            updates["raw_signal"] = inverse_softplus(_above_floor(signal, self.signal_floor, "signal"))
         if noise is not None:
-            updates["raw_noise"] = inverse_softplus(jnp.asarray(noise) - self.noise_floor)
+            updates["raw_noise"] = inverse_softplus(_above_floor(noise, self.noise_floor, "noise"))
         if bias is not None:
             updates["raw_bias"] = inverse_softplus(jnp.asarray(bias))
         return params._replace(**updates)

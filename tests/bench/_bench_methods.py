@@ -13,6 +13,8 @@ inherit it). Pure NumPy, so workers stay quick to start.
 - ``suicide``: kills its (worker) process in setup.
 - ``repeater``: breaks the contract by proposing an already observed point.
 - ``train-recorder``: random search that records the training tasks it was given.
+- ``sleepy``: random search that sleeps ``pause`` seconds (default 0.01) per proposal, so a
+  run lasts long enough to be killed in the middle of it.
 """
 
 from __future__ import annotations
@@ -78,6 +80,17 @@ class GPOracle(Method):
         mean = self.mean + cross @ alpha
         var = np.maximum(1.0 - np.sum(v * v, axis=0), 0.0)
         return best_unobserved(mean + np.sqrt(beta * var), observed)
+
+
+@_register("sleepy")
+class Sleepy(Method):
+    uses_training_tasks = False
+
+    def propose_finite(self, x_obs, y_obs, candidates, observed, step) -> int:
+        import time
+
+        time.sleep(float(self.options.get("pause", 0.01)))
+        return random_unobserved(self.rng, observed)
 
 
 @_register("flaky")

@@ -291,3 +291,51 @@ def test_ray_engine_matches_local(gp_log, tmp_path):
         remote.results[key + ["index"]].sort_values(key).reset_index(drop=True),
         local.results[key + ["index"]].sort_values(key).reset_index(drop=True),
     )
+
+
+def test_sigkilled_benchmark_resumes_with_every_unit_exactly_once(gp_log, tmp_path):
+    """SIGKILL the `metabo benchmark` process at random moments, restart it until it finishes."""
+    import os
+    import signal
+    import subprocess
+
+    log_path, space_path, out = tmp_path / "log.parquet", tmp_path / "space.json", tmp_path / "out"
+    gp_log.frame.to_parquet(log_path, index=False)
+    unit_space(2).save(space_path)
+    argv = [
+        sys.executable, "-m", "metabo.cli", "benchmark", str(log_path), "--space", str(space_path),
+        "--methods", "random,sleepy", "--reference", "none", "--budget", "15", "--seeds", "3",
+        "--workers", "1", "--import", "_bench_methods", "--option", "sleepy.pause=0.02", "--out", str(out),
+    ]  # fmt: skip
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    expected = {(m, t, s) for m in ("random", "sleepy") for t in gp_log.tasks for s in range(3)}  # 36 units
+    rng = np.random.default_rng(7)
+    stamps: dict = {}
+    done_at_kill = []
+    for attempt in range(5):  # 4 runs killed at random moments, then one left to finish
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            # Units of `sleepy` take 0.3 s each: a kill a few seconds in lands mid-run.
+            process.wait(timeout=float(rng.uniform(3.0, 6.0)) if attempt < 4 else 300)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait(30)
+        finished = {p: p.stat().st_mtime_ns for p in out.glob("units/*/*.parquet")}
+        if process.returncode != 0:
+            done_at_kill.append(len(finished))
+        # Units finished before a kill are never rewritten, and every unit file reads back whole.
+        assert all(finished[p] == stamp for p, stamp in stamps.items())
+        for path in set(finished) - set(stamps):
+            frame = pd.read_parquet(path)
+            assert len(frame) == 15 and frame["step"].tolist() == list(range(1, 16))
+        stamps = finished
+        if process.returncode == 0:
+            break
+    assert process.returncode == 0
+    assert any(0 < n < len(expected) for n in done_at_kill), done_at_kill  # killed mid-run at least once
+    results = pd.read_parquet(out / "results.parquet")
+    units = results.groupby(["method", "task", "seed"]).size()
+    assert set(units.index) == expected and (units == 15).all()  # every unit exactly once
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"] == {"random": 18, "sleepy": 18}

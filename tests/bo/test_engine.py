@@ -1,6 +1,7 @@
 """The functional BO core against an independent numpy/scipy GP + acquisition computation."""
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -198,3 +199,29 @@ def test_singular_gram_falls_back_to_adaptive_jitter_with_a_warning():
     with pytest.warns(RuntimeWarning, match="jitter"):
         values = engine.score_candidates(model, params, x, y, candidates, "ei")
     assert np.all(np.isfinite(values))
+
+
+@pytest.mark.parametrize(
+    "lengthscale, noise",
+    [(1.001e-3, 1e-3), (1e4, 1e-3), (0.2, 1e-12), (1e4, 1e-12)],
+    ids=["lengthscale-at-its-floor", "huge-lengthscale", "tiny-noise", "huge-lengthscale-tiny-noise"],
+)
+@pytest.mark.parametrize("acquisition", ["ei", "pi", "gp-ucb"])
+def test_extreme_hyperparameters_and_near_duplicates_never_give_nan_suggestions(lengthscale, noise, acquisition):
+    from metabo.gp import GPModel
+
+    model = GPModel(mean="constant", kernel="matern52", noise_floor=0.0)
+    params = model.with_hyper(
+        model.init(jax.random.PRNGKey(0), DIM), lengthscale=jnp.full(DIM, lengthscale), signal=SIGNAL, noise=noise
+    )
+    x, y, candidates = data(8)
+    # Near-duplicates: points 1e-13 apart with different values (an exactly singular Gram up to noise).
+    x = np.concatenate([x, x[:3] + 1e-13])
+    y = np.concatenate([y, y[:3] + 0.01])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the jitter warning is expected here
+        scores = engine.score_candidates(model, params, x, y, candidates, acquisition)
+        index = engine.suggest_finite(model, params, x, y, candidates, acquisition=acquisition)
+        point = engine.suggest_box(model, params, x, y, jax.random.PRNGKey(1), acquisition=acquisition, steps=20, num_starts=4)
+    assert not np.isnan(scores).any() and 0 <= index < M and scores[index] == np.max(scores)
+    assert point.shape == (DIM,) and np.all(np.isfinite(point)) and np.all((point >= 0) & (point <= 1))

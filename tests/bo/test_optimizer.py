@@ -289,3 +289,48 @@ def test_killed_process_resumes_with_every_acknowledged_trial(tmp_path):
     assert all(config != t.config for t in opt.trials)
     opt.tell(config, 1.0)
     assert isinstance(opt.trials[-1], Trial)
+
+
+# ---- random tell sequences: only TellError, state always reloads, asks stay finite ------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+GOOD_CONFIGS = st.fixed_dictionaries(
+    {"lr": st.floats(1e-4, 1.0), "width": st.integers(8, 64)}
+)
+BAD_CONFIGS = st.one_of(
+    st.fixed_dictionaries({"lr": st.sampled_from([0.0, -1.0, 2.0, math.nan, math.inf, "x", None]), "width": st.integers(8, 64)}),
+    st.fixed_dictionaries({"lr": st.floats(1e-4, 1.0), "width": st.sampled_from([7, 65, 8.5, math.nan, "w"])}),
+    st.fixed_dictionaries({"lr": st.floats(1e-4, 1.0)}),
+    st.fixed_dictionaries({"lr": st.floats(1e-4, 1.0), "width": st.integers(8, 64), "depth": st.integers(1, 3)}),
+    st.sampled_from([None, [0.1, 10], "lr=0.1", 3]),
+)
+VALUES = st.one_of(
+    st.floats(-1e12, 1e12),
+    st.sampled_from([math.nan, math.inf, -math.inf, None, "0.3", 1e-300, 0.0]),
+)
+STATUSES = st.sampled_from(["ok", "ok", "ok", "diverged", "failed", "exploded", None])
+TELLS = st.lists(st.tuples(st.one_of(GOOD_CONFIGS, BAD_CONFIGS), VALUES, STATUSES), min_size=1, max_size=12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(tells=TELLS)
+def test_random_tell_sequences_keep_the_state_file_consistent(tmp_path_factory, tells):
+    path = tmp_path_factory.mktemp("state") / "state.json"
+    opt = Optimizer(SPACE, seed=0, state=path)
+    accepted = 0
+    for config, value, status in tells:
+        before = tuple(opt.trials)
+        try:
+            opt.tell(config, value, status=status) if status is not None else opt.tell(config, value)
+        except TellError:
+            assert opt.trials == before  # a refused tell changes nothing
+        else:
+            accepted += 1
+        assert len(opt.trials) == accepted
+        if path.exists():
+            assert Optimizer(SPACE, state=path).trials == opt.trials  # the file always reloads
+    # Whatever was told, the next suggestion is a finite point inside the space.
+    config = opt.ask()
+    assert 1e-4 <= config["lr"] <= 1.0 and 8 <= config["width"] <= 64 and math.isfinite(config["lr"])

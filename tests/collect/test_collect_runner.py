@@ -138,3 +138,49 @@ def test_ray_engine(collected, tmp_path):
 def test_unknown_engine(tmp_path):
     with pytest.raises(ValueError, match="engine"):
         collect(PLAN, tmp_path, engine="slurm")
+
+
+def test_sigkilled_collection_resumes_with_every_trial_exactly_once(tmp_path):
+    """SIGKILL `metabo collect` at random moments, restart it until it finishes."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    argv = [
+        sys.executable, "-m", "metabo", "collect", "--out", str(out), "--tasks", "wine-mlp_small-bs16:1",
+        "breast_cancer-mlp_small-bs32:1", "--matched", "6", "--unmatched", "4", "--chunk", "1", "--evals", "2",
+        "--workers", "0", "--quiet",
+    ]  # fmt: skip
+    rng = np.random.default_rng(11)
+    stamps: dict = {}
+    shards_at_kill = []
+    for attempt in range(5):  # 4 runs killed at random moments, then one left to finish
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            process.wait(timeout=float(rng.uniform(3.0, 7.0)) if attempt < 4 else 600)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait(30)
+        shards = {p: p.stat().st_mtime_ns for p in (out / "shards").glob("*.parquet")} if (out / "shards").exists() else {}
+        if process.returncode != 0:
+            shards_at_kill.append(len(shards))
+        assert all(shards[p] == stamp for p, stamp in stamps.items())  # finished shards are never redone
+        for path in set(shards) - set(stamps):
+            assert len(pd.read_parquet(path)) == 1  # each shard file is whole
+        stamps = shards
+        if process.returncode == 0:
+            break
+    assert process.returncode == 0
+    assert any(0 < n < 20 for n in shards_at_kill), shards_at_kill  # killed mid-collection at least once
+    frame = load_results(out)
+    keys = frame.groupby(["task", "part", "config_index"]).size()
+    assert len(keys) == 20 and (keys == 1).all()  # 2 tasks x (6 + 4) trials, each exactly once
+    # The resumed collection equals an uninterrupted one.
+    plan = CollectionPlan(
+        (TaskSpec("wine", "mlp_small", 16, 1), TaskSpec("breast_cancer", "mlp_small", 32, 1)),
+        n_matched=6, n_unmatched=4, seed=0, chunk=1, num_evals=2,
+    )  # fmt: skip
+    collect(plan, tmp_path / "straight", workers=0, progress=False, command="test")
+    straight = load_results(tmp_path / "straight")
+    pd.testing.assert_frame_equal(comparable(frame), comparable(straight))

@@ -210,3 +210,16 @@ def test_linear_mean_closed_form():
     )
     x = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.25, 1.0]])
     np.testing.assert_allclose(model.mean_fn(params, x), [0.5, 2.5, 0.0], rtol=1e-15)
+
+
+def test_with_hyper_refuses_values_at_or_below_the_floors():
+    model = GPModel(mean="constant", kernel="matern52")
+    params = model.init(jax.random.PRNGKey(0), 2)
+    for name, value in (("lengthscale", [0.5, model.lengthscale_floor]), ("signal", 0.0), ("noise", -1.0)):
+        with pytest.raises(ValueError, match=f"{name} must be above its floor"):
+            model.with_hyper(params, **{name: value})
+    with pytest.raises(ValueError, match="lengthscale must be above"):
+        model.with_hyper(params, lengthscale=[float("nan"), 0.5])
+    # Just above the floor is fine, and hyper() inverts it.
+    updated = model.with_hyper(params, lengthscale=[2e-3, 0.5])
+    np.testing.assert_allclose(model.hyper(updated).lengthscale, [2e-3, 0.5], rtol=1e-9)

@@ -98,3 +98,32 @@ def test_learned_prior_beats_the_default_on_heldout_tasks(fitted):
     )
     assert learned_nll < default_nll - 0.5  # nats per observation: clearly better
     assert abs(learned_nll - truth_nll) < 0.05  # and close to the true prior
+
+
+def pathological_task(kind: str, rng: np.random.Generator) -> pd.DataFrame:
+    if kind == "constant":  # no variation at all
+        x = rng.random((30, 2))
+        return pd.DataFrame({"task": "bad", "a": x[:, 0], "b": x[:, 1], "y": 0.7})
+    if kind == "near-duplicates":  # 30 trials of one configuration, 1e-13 apart, with noisy values
+        x = np.clip(0.3 + 1e-13 * rng.random((30, 2)), 0, 1)
+        return pd.DataFrame({"task": "bad", "a": x[:, 0], "b": x[:, 1], "y": 1.5 + 0.2 * rng.standard_normal(30)})
+    assert kind == "one-point"
+    return pd.DataFrame({"task": "bad", "a": [0.5], "b": [0.5], "y": [2.0]})  # a task of one trial
+
+
+@pytest.mark.parametrize("kind", ["constant", "near-duplicates", "one-point"])
+def test_one_pathological_task_does_not_spoil_pretraining_on_the_rest(kind):
+    rng = np.random.default_rng(5)
+    xs, ys = sample_gp_tasks(rng, 12, 30, 2, **TRUE)
+    healthy = as_log(xs, ys, "t")
+    frame = pd.concat([healthy.frame, pathological_task(kind, rng)], ignore_index=True)
+    spoiled = read_log(frame, SPACE, duplicates="keep")
+    settings = dict(steps=300, seed=0, progress=False)
+    clean_prior = pretrain(healthy, **settings)
+    prior = pretrain(spoiled, **settings)
+    assert prior.info["steps_run"] == 300 and np.isfinite(prior.losses["train"])
+    padded, _ = healthy.to_padded()
+    clean = evaluate(clean_prior.model, clean_prior.params, padded)["nll"]
+    with_bad = evaluate(prior.model, prior.params, padded)["nll"]
+    # Per point, the healthy tasks fit about as well as without the bad task (clean: about 1.1).
+    assert np.isfinite(with_bad) and with_bad < clean + 0.1, (clean, with_bad)
