@@ -13,9 +13,9 @@ so ``start_jax`` creates the CPU backend while the process is restricted to one 
 is sized from the CPU affinity at that moment) and then gives every thread all its cores back.
 The pool then runs XLA's intra-op work on one thread per process; metabo's GP work is small
 matrices and dispatch, and its long jobs (benchmarks, collection) run in parallel processes.
-With one pool thread, CPU dispatch is made synchronous too: a host callback (metabo's LAPACK NLL
-for pre-training) runs on that thread, and JAX copies the callback's inputs asynchronously, a
-copy that would wait behind the callback itself.
+Host callbacks run on that one thread too, so they must never wait for XLA: metabo's only one
+(the LAPACK NLL of pre-training) is a buffer callback that works on XLA's buffers in place;
+``jax.pure_callback`` copies its inputs asynchronously first, and waiting for that copy hung.
 """
 
 from __future__ import annotations
@@ -54,10 +54,6 @@ def start_jax() -> bool:
     jax.config.update("jax_enable_x64", os.environ.get("JAX_ENABLE_X64", "1").lower() not in ("0", "false"))
     if xla_bridge.backends_are_initialized() or os.environ.get(SINGLE_POOL_ENV, "1") == "0":
         return False
-    # With one pool thread, a host callback running on it (metabo's LAPACK NLL) can wait for
-    # an asynchronous copy of its own inputs that is queued on the same thread; synchronous
-    # dispatch makes that copy happen inline. Set before the backend exists, which reads it.
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
     if not (hasattr(os, "sched_getaffinity") and sys.platform.startswith("linux")):
         return False
     cores = os.sched_getaffinity(0)

@@ -33,12 +33,12 @@ def test_start_jax_makes_a_one_thread_pool_and_gives_the_cores_back():
         for tid in os.listdir("/proc/self/task"):
             names.append(open(f"/proc/self/task/{tid}/comm").read().strip())
             masks.append(os.sched_getaffinity(int(tid)))
-        print(names.count("tf_XLAEigen"), all(m == cores for m in masks), jax.config.values["jax_cpu_enable_async_dispatch"])
+        print(names.count("tf_XLAEigen"), all(m == cores for m in masks))
         """,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["1", "True", "False"]
+    assert result.stdout.split() == ["1", "True"]
 
 
 @linux_only
@@ -80,8 +80,8 @@ def test_batched_cholesky_workload_that_hung_on_two_cores_completes():
 
 @linux_only
 def test_host_callback_loop_that_hung_with_a_one_thread_pool_completes():
-    # The LAPACK NLL's host callback, jitted and eager: with one pool thread and asynchronous
-    # dispatch, 300 iterations of this hung in 1 of 3 runs on a 2-core machine.
+    # The LAPACK NLL's host callback, jitted and eager, on the one-thread pool: written with
+    # jax.pure_callback, 300 iterations of this hung in 1 of 3 runs on a 2-core machine.
     result = run_python(
         """
         from metabo.runtime import start_jax

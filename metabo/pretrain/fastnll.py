@@ -10,7 +10,9 @@ Two pieces, each with a hand-written reverse-mode rule, used by ``objectives.tas
   in terms of the kernel values already computed (no second exp). Automatic differentiation of
   the kernel keeps several n x n intermediates alive and costs a few times more.
 - ``lapack_gaussian_nll``: 1/2 r^T K^-1 r + 1/2 log det K with the factorization (potrf), solve
-  (potrs) and inverse (potri) done by LAPACK on the host through ``jax.pure_callback``; the
+  (potrs) and inverse (potri) done by LAPACK on the host through a buffer callback (SciPy works
+  in place on XLA's own input and output buffers: no copies, and no transfer for the callback to
+  wait on, which with ``jax.pure_callback`` could deadlock XLA's CPU thread pool); the
   gradient is dL/dK = 1/2 (K^-1 - alpha alpha^T), alpha = K^-1 r. XLA's CPU Cholesky, triangular
   solve and matrix product reach a fraction of LAPACK's speed on 100s-of-points matrices. Used
   only on the CPU backend and for tasks with at least ``LAPACK_MIN_POINTS`` (padded) points;
@@ -110,21 +112,27 @@ def _lapack(dtype):
     return get_lapack_funcs(("potrf", "potrs", "potri"), dtype=dtype)
 
 
-def _host_nll(gram, residual, with_inverse: bool):
-    """Host side: gram [..., n, n], residual [..., n] -> value [...] (and alpha, W).
+def _host_nll(ctx, out, gram, residual, with_inverse: bool):
+    """Host side, writing into XLA's output buffers: gram [..., n, n], residual [..., n] ->
+    value [...] (and alpha [..., n], W [..., n, n]).
 
-    W [..., n, n] holds K^-1 in its upper triangle and diagonal (C order); the strict lower
-    triangle is left over input. Non-positive-definite matrices give NaN.
+    W holds K^-1 in its upper triangle and diagonal (C order); the strict lower triangle is left
+    over input. Non-positive-definite matrices give NaN.
     """
+    del ctx
     gram = np.asarray(gram)
     residual = np.asarray(residual)
     n = gram.shape[-1]
     potrf, potrs, potri = _lapack(gram.dtype)
     grams = gram.reshape(-1, n, n)
     residuals = residual.reshape(-1, n)
-    values = np.empty(len(grams), dtype=gram.dtype)
-    alphas = np.empty_like(residuals)
-    work = np.empty((len(grams), n, n), dtype=gram.dtype)
+    if with_inverse:
+        value_out, alpha_out, work_out = (np.asarray(o) for o in out)
+        alphas, work = alpha_out.reshape(-1, n), work_out.reshape(-1, n, n)
+    else:
+        value_out = np.asarray(out)
+        alphas, work = np.empty_like(residuals), np.empty((len(grams), n, n), dtype=gram.dtype)
+    values = value_out.reshape(-1)
     for i in range(len(grams)):
         # K is symmetric, so K^T (a Fortran-ordered view) is K: LAPACK works in place on the
         # transposed view of our C-ordered buffer, with no transposing copies.
@@ -142,13 +150,11 @@ def _host_nll(gram, residual, with_inverse: bool):
             inverse, _ = potri(chol, lower=1, overwrite_c=1)
             if not np.shares_memory(inverse, work[i]):
                 np.copyto(a, inverse)
-    values = values.reshape(gram.shape[:-2])
-    if not with_inverse:
-        return values
-    return values, alphas.reshape(residual.shape), work.reshape(gram.shape)
 
 
 def _callback(gram, residual, with_inverse: bool):
+    from jax.experimental.buffer_callback import buffer_callback
+
     dtype = gram.dtype
     value = jax.ShapeDtypeStruct(gram.shape[:-2], dtype)
     shapes = (
@@ -156,9 +162,8 @@ def _callback(gram, residual, with_inverse: bool):
         if with_inverse
         else value
     )
-    return jax.pure_callback(
-        partial(_host_nll, with_inverse=with_inverse), shapes, gram, residual, vmap_method="broadcast_all"
-    )
+    host = buffer_callback(partial(_host_nll, with_inverse=with_inverse), shapes, vmap_method="broadcast_all")
+    return host(gram, residual)
 
 
 def lapack_gaussian_nll(gram, residual):
