@@ -58,6 +58,7 @@ from metabo.bo.maximize import maximize_box
 from metabo.bo.single_task import bucket_size, pad_observations
 from metabo.data import pad_arrays
 from metabo.gp import GPModel, GPParams, condition, negative_log_likelihood, predict
+from metabo.gp.adam import adam_keep_best
 from metabo.space import halton
 
 MIN_RANGE_FRACTION = 0.05
@@ -139,25 +140,8 @@ def finetune(model, params, x, y, mask, steps: int, learning_rate):
     def loss(p):
         return negative_log_likelihood(model, p, x, y, mask) / count
 
-    optimizer = optax.adam(learning_rate)
-    value_and_grad = jax.value_and_grad(loss)
-
-    def step(carry, _):
-        p, state, best_p, best_v = carry
-        value, grad = value_and_grad(p)
-        ok = jnp.isfinite(value)
-        better = ok & (value < best_v)
-        best_p = jax.tree.map(lambda b, q: jnp.where(better, q, b), best_p, p)
-        best_v = jnp.where(better, value, best_v)
-        grad = jax.tree.map(lambda g: jnp.where(ok & jnp.isfinite(g), g, 0.0), grad)
-        updates, state = optimizer.update(grad, state, p)
-        return (optax.apply_updates(p, updates), state, best_p, best_v), None
-
-    init = (params, optimizer.init(params), params, jnp.asarray(jnp.inf, dtype=y.dtype))
-    (p, _, best_p, best_v), _ = jax.lax.scan(step, init, None, length=steps)
-    final = loss(p)
-    better = jnp.isfinite(final) & (final < best_v)
-    return jax.tree.map(lambda b, q: jnp.where(better, q, b), best_p, p)
+    best, _ = adam_keep_best(loss, params, steps, learning_rate)
+    return best
 
 
 @functools.partial(jax.jit, static_argnames=("model", "steps"))

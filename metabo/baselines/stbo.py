@@ -30,7 +30,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from metabo.baselines.base import Method, random_unobserved, register
 from metabo.bo.engine import suggest_box, suggest_finite
@@ -43,6 +42,7 @@ from metabo.bo.single_task import (
     standardization,
     unstandardize,
 )
+from metabo.gp.adam import adam_keep_best
 from metabo.gp.model import GPModel, GPParams, inverse_softplus
 from metabo.gp.posterior import negative_log_likelihood
 from metabo.space import scrambled_halton
@@ -88,26 +88,8 @@ def _refine(model: GPModel, steps: int, params: GPParams, x, y, mask, learning_r
     def loss(p):
         return negative_log_likelihood(model, p, x, y, mask) / count
 
-    optimizer = optax.adam(learning_rate)
-    value_and_grad = jax.value_and_grad(loss)
-
-    def step(carry, _):
-        p, state, best_p, best_loss = carry
-        value, grad = value_and_grad(p)
-        ok = jnp.isfinite(value)
-        better = ok & (value < best_loss)
-        best_p = jax.tree.map(lambda b, c: jnp.where(better, c, b), best_p, p)
-        best_loss = jnp.where(better, value, best_loss)
-        grad = jax.tree.map(lambda g: jnp.where(ok & jnp.isfinite(g), g, 0.0), grad)
-        updates, state = optimizer.update(grad, state, p)
-        return (_project(optax.apply_updates(p, updates), box), state, best_p, best_loss), None
-
-    params = _project(params, box)
-    init = (params, optimizer.init(params), params, jnp.asarray(jnp.inf, dtype=x.dtype))
-    (last, _, best_p, best_loss), _ = jax.lax.scan(step, init, None, length=steps)
-    final = loss(last)
-    better = jnp.isfinite(final) & (final < best_loss)
-    return jax.tree.map(lambda b, c: jnp.where(better, c, b), best_p, last)
+    best, _ = adam_keep_best(loss, _project(params, box), steps, learning_rate, lambda p: _project(p, box))
+    return best
 
 
 def refine_single_task(

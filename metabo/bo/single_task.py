@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from metabo.gp.adam import adam_keep_best
 from metabo.gp.model import GPModel, GPParams, inverse_softplus
 from metabo.gp.posterior import negative_log_likelihood
 
@@ -193,29 +193,8 @@ def _fit(model, steps, x, y, mask, starts, learning_rate, raw_bounds):
         # Per-point NLL keeps the loss scale (and Adam's effective step) independent of n.
         return negative_log_likelihood(model, params, x, y, mask) / count
 
-    optimizer = optax.adam(learning_rate)
-    value_and_grad = jax.value_and_grad(loss)
-
     def run(params):
-        def step(carry, _):
-            params, opt_state, best_params, best_loss = carry
-            value, grad = value_and_grad(params)
-            ok = jnp.isfinite(value)
-            better = ok & (value < best_loss)
-            best_params = jax.tree.map(lambda b, p: jnp.where(better, p, b), best_params, params)
-            best_loss = jnp.where(better, value, best_loss)
-            # A failed factorization (NaN) gives no direction: skip the update.
-            grad = jax.tree.map(lambda g: jnp.where(ok & jnp.isfinite(g), g, 0.0), grad)
-            updates, opt_state = optimizer.update(grad, opt_state, params)
-            params = _project(optax.apply_updates(params, updates), raw_bounds)
-            return (params, opt_state, best_params, best_loss), None
-
-        init = (params, optimizer.init(params), params, jnp.asarray(jnp.inf, dtype=x.dtype))
-        (params, _, best_params, best_loss), _ = jax.lax.scan(step, init, None, length=steps)
-        final = loss(params)
-        better = jnp.isfinite(final) & (final < best_loss)
-        best_params = jax.tree.map(lambda b, p: jnp.where(better, p, b), best_params, params)
-        return best_params, jnp.where(better, final, best_loss)
+        return adam_keep_best(loss, params, steps, learning_rate, lambda p: _project(p, raw_bounds))
 
     params, losses = jax.vmap(run)(starts)
     winner = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
