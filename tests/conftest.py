@@ -5,6 +5,40 @@ import os
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("METABO_JAX_CACHE", "off")  # no persistent compilation cache in tests
 
+import pytest  # noqa: E402
+
 from metabo.runtime import start_jax  # noqa: E402
 
 start_jax()
+
+
+@pytest.fixture
+def run_until_killed():
+    """The helper below, for tests that SIGKILL a CLI process mid-run."""
+    return _run_until_killed
+
+
+def _run_until_killed(argv, count_done, rng, *, env=None, finish_timeout=600.0):
+    """Start `argv`, SIGKILL it soon after it has finished 1-3 more pieces of work.
+
+    Kills keyed to progress rather than to wall time: a slow machine (CI) otherwise kills every
+    run before its first piece of work, and the test would not exercise a mid-run kill.
+    count_done: () -> int, the pieces of work on disk. Returns the process, already reaped.
+    """
+    import signal
+    import subprocess
+    import time
+
+    start = count_done()
+    target = start + int(rng.integers(1, 4))
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + finish_timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if count_done() >= target:
+            time.sleep(float(rng.uniform(0.0, 0.3)))  # land anywhere inside the next piece
+            break
+        time.sleep(0.02)
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    return process

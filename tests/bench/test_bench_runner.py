@@ -293,10 +293,9 @@ def test_ray_engine_matches_local(gp_log, tmp_path):
     )
 
 
-def test_sigkilled_benchmark_resumes_with_every_unit_exactly_once(gp_log, tmp_path):
+def test_sigkilled_benchmark_resumes_with_every_unit_exactly_once(gp_log, tmp_path, run_until_killed):
     """SIGKILL the `metabo benchmark` process at random moments, restart it until it finishes."""
     import os
-    import signal
     import subprocess
 
     log_path, space_path, out = tmp_path / "log.parquet", tmp_path / "space.json", tmp_path / "out"
@@ -313,14 +312,14 @@ def test_sigkilled_benchmark_resumes_with_every_unit_exactly_once(gp_log, tmp_pa
     rng = np.random.default_rng(7)
     stamps: dict = {}
     done_at_kill = []
-    for attempt in range(5):  # 4 runs killed at random moments, then one left to finish
-        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            # Units of `sleepy` take 0.3 s each: a kill a few seconds in lands mid-run.
-            process.wait(timeout=float(rng.uniform(3.0, 6.0)) if attempt < 4 else 300)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait(30)
+    def units_done():
+        return len(list(out.glob("units/*/*.parquet")))
+
+    for attempt in range(5):  # 4 runs killed mid-run, then one left to finish
+        if attempt < 4:
+            process = run_until_killed(argv, units_done, rng, env=env)
+        else:
+            process = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
         finished = {p: p.stat().st_mtime_ns for p in out.glob("units/*/*.parquet")}
         if process.returncode != 0:
             done_at_kill.append(len(finished))

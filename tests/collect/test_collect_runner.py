@@ -140,9 +140,8 @@ def test_unknown_engine(tmp_path):
         collect(PLAN, tmp_path, engine="slurm")
 
 
-def test_sigkilled_collection_resumes_with_every_trial_exactly_once(tmp_path):
+def test_sigkilled_collection_resumes_with_every_trial_exactly_once(tmp_path, run_until_killed):
     """SIGKILL `metabo collect` at random moments, restart it until it finishes."""
-    import signal
     import subprocess
     import sys
 
@@ -155,13 +154,16 @@ def test_sigkilled_collection_resumes_with_every_trial_exactly_once(tmp_path):
     rng = np.random.default_rng(11)
     stamps: dict = {}
     shards_at_kill = []
-    for attempt in range(5):  # 4 runs killed at random moments, then one left to finish
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            process.wait(timeout=float(rng.uniform(3.0, 7.0)) if attempt < 4 else 600)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait(30)
+    shard_dir = out / "shards"
+
+    def shards_done():
+        return len(list(shard_dir.glob("*.parquet"))) if shard_dir.exists() else 0
+
+    for attempt in range(5):  # 4 runs killed mid-collection, then one left to finish
+        if attempt < 4:
+            process = run_until_killed(argv, shards_done, rng)
+        else:
+            process = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
         shards = {p: p.stat().st_mtime_ns for p in (out / "shards").glob("*.parquet")} if (out / "shards").exists() else {}
         if process.returncode != 0:
             shards_at_kill.append(len(shards))
