@@ -7,6 +7,7 @@ sees; positivity is applied with softplus plus a floor when the model is evaluat
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -197,6 +198,36 @@ class GPModel:
         if bias is not None:
             updates["raw_bias"] = inverse_softplus(jnp.asarray(bias))
         return params._replace(**updates)
+
+    def rescaled(self, params: GPParams, scale: float) -> tuple[GPModel, GPParams]:
+        """The same GP for scores multiplied by ``scale`` > 0: exactly, floors included.
+
+        Means are multiplied by ``scale``; signal, noise and dot-product bias variances (and their
+        floors) by ``scale**2``; lengthscales and features are unchanged. Returns (model, params).
+        """
+        scale = float(scale)
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be finite and positive, got {scale}")
+        square = scale * scale
+        model = dataclasses.replace(
+            self, signal_floor=self.signal_floor * square, noise_floor=self.noise_floor * square
+        )
+        mean_mlp = params.mean_mlp
+        if mean_mlp:
+            w, b = mean_mlp[-1]
+            mean_mlp = (*mean_mlp[:-1], (w * scale, b * scale))
+
+        def variance(raw):
+            return inverse_softplus(square * softplus(raw))
+
+        return model, params._replace(
+            mean_constant=params.mean_constant * scale,
+            mean_weights=params.mean_weights * scale,
+            mean_mlp=mean_mlp,
+            raw_signal=variance(params.raw_signal),
+            raw_noise=variance(params.raw_noise),
+            raw_bias=variance(params.raw_bias),
+        )
 
     # ---- evaluation -----------------------------------------------------------------------
     def features(self, params: GPParams, x: jax.Array) -> jax.Array:

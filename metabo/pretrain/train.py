@@ -53,7 +53,9 @@ def pretrain(
 
     Returns a ``Prior`` whose ``losses`` hold the final per-point ``train`` objective,
     ``train_nll`` / ``train_ekl`` and ``heldout_nll`` (when available), and whose ``info`` records
-    the settings, the points and blocks used, the stop reason and the time.
+    the settings, the points and blocks used, the stop reason and the time. Scores whose pooled
+    spread lies outside [1e-2, 1e2] are fitted in units of a power of ten (``info["score_unit"]``)
+    and the Prior is re-expressed exactly in the scores' own units (``GPModel.rescaled``).
     """
     if not isinstance(log, TuningLog):
         raise PretrainError(f"log must be a TuningLog (see metabo.read_log), got {type(log).__name__}")
@@ -78,20 +80,29 @@ def pretrain(
         )
     padded_blocks = pad_blocks(blocks, dim=log.space.dim) if objective != "nll" else None
     heldout_padded = log.select(heldout).to_padded(failures, bucket=PAD_BUCKET)[0] if heldout else None
+    # Adam moves the raw (softplus) parameters by about the learning rate per step, so scores far
+    # from unit scale (errors of 1e-9, losses of 1e9) would leave the variances at their initial
+    # values and the floors would swamp tiny ones. Fit in units of a power of ten, then re-express
+    # the fitted GP exactly in the scores' own units (the unit is 1 for scores of moderate spread,
+    # such as neg_log error rates, which are then fitted as they are).
+    unit = score_unit(padded)
+    fit_padded, fit_blocks, fit_heldout = (
+        None if a is None else a._replace(y=a.y / unit) for a in (padded, padded_blocks, heldout_padded)
+    )
 
     # One BLAS thread while fitting and evaluating: see metabo.pretrain.fit.blas_thread_limit.
     with blas_thread_limit(1):
         result = fit(
             model,
-            padded,
-            padded_blocks,
+            fit_padded,
+            fit_blocks,
             objective=objective,
             steps=steps,
             optimizer=optimizer,
             learning_rate=learning_rate,
             seed=seed,
             batch_size=batch_size,
-            heldout=heldout_padded,
+            heldout=fit_heldout,
             eval_every=eval_every,
             patience=patience,
             ekl_weight=ekl_weight,
@@ -99,7 +110,9 @@ def pretrain(
             blas_threads=None,  # held here, for the final evaluations too
         )
 
-        final = evaluate(model, result.params, padded, padded_blocks)
+        # The floors scale with the unit too: they bound variances relative to the scores' scale.
+        model, params = model.rescaled(result.params, unit) if unit != 1.0 else (model, result.params)
+        final = evaluate(model, params, padded, padded_blocks)
         losses = {"train_nll": final["nll"]}
         if "ekl" in final:
             losses["train_ekl"] = final["ekl"]
@@ -109,7 +122,7 @@ def pretrain(
             "nll+ekl": final["nll"] + ekl_weight * final.get("ekl", 0.0),
         }[objective]
         if heldout_padded is not None:
-            losses["heldout_nll"] = evaluate(model, result.params, heldout_padded)["nll"]
+            losses["heldout_nll"] = evaluate(model, params, heldout_padded)["nll"]
 
     from metabo import __version__
 
@@ -131,13 +144,26 @@ def pretrain(
         "points": int(np.sum(padded.mask)),
         "matched_blocks": len(blocks),
         "matched_points": int(sum(b.y.size for b in blocks)),
+        "score_unit": unit,
         "loss_curve": _thin(result.losses),
         "time_s": round(time.perf_counter() - start, 4),
         "compile_time_s": round(result.compile_time, 4),
         "metabo_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    return Prior(model, result.params, log.space, tuple(names), losses, info)
+    return Prior(model, params, log.space, tuple(names), losses, info)
+
+
+def score_unit(padded, low: float = 1e-2, high: float = 1e2) -> float:
+    """1, or the power of ten nearest the pooled standard deviation of the scores when it lies
+    outside [low, high] (constant scores: their magnitude, if any)."""
+    y = np.asarray(padded.y)[np.asarray(padded.mask)]
+    spread = float(np.std(y)) if y.size > 1 else 0.0
+    if not spread > 0:
+        spread = float(np.max(np.abs(y))) if y.size else 0.0
+    if not (np.isfinite(spread) and spread > 0) or low <= spread <= high:
+        return 1.0
+    return float(10.0 ** np.round(np.log10(spread)))
 
 
 def _thin(losses: np.ndarray, points: int = 101) -> list[float]:
@@ -148,4 +174,4 @@ def _thin(losses: np.ndarray, points: int = 101) -> list[float]:
     return [float(losses[i]) for i in index]
 
 
-__all__ = ["pretrain", "PAD_BUCKET"]
+__all__ = ["pretrain", "score_unit", "PAD_BUCKET"]

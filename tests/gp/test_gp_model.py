@@ -223,3 +223,37 @@ def test_with_hyper_refuses_values_at_or_below_the_floors():
     # Just above the floor is fine, and hyper() inverts it.
     updated = model.with_hyper(params, lengthscale=[2e-3, 0.5])
     np.testing.assert_allclose(model.hyper(updated).lengthscale, [2e-3, 0.5], rtol=1e-9)
+
+
+@pytest.mark.parametrize("kernel", ["matern52", "dot"])
+@pytest.mark.parametrize("mean", MEAN_NAMES)
+@pytest.mark.parametrize("scale", [1e-12, 3.0, 1e12])
+def test_rescaled_is_the_same_gp_for_scaled_scores(kernel, mean, scale):
+    from metabo.gp import negative_log_likelihood, posterior
+
+    model, params = model_and_params(kernel=kernel, mean=mean)
+    x, y = data()
+    mask = np.ones(len(y), dtype=bool)
+    scaled_model, scaled_params = model.rescaled(params, scale)
+    # Densities of y * scale pick up the Jacobian: NLL' = NLL + n log(scale).
+    nll = float(negative_log_likelihood(model, params, x, y, mask))
+    scaled_nll = float(negative_log_likelihood(scaled_model, scaled_params, x, y * scale, mask))
+    assert scaled_nll == pytest.approx(nll + len(y) * np.log(scale), rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(scaled_model.mean_fn(scaled_params, x), scale * model.mean_fn(params, x), rtol=1e-9)
+    np.testing.assert_allclose(
+        scaled_model.cov(scaled_params, x, x), scale**2 * model.cov(params, x, x), rtol=1e-9, atol=0
+    )
+    assert float(scaled_model.noise(scaled_params)) == pytest.approx(scale**2 * float(model.noise(params)), rel=1e-9)
+    assert scaled_model.noise_floor == pytest.approx(model.noise_floor * scale**2)
+    x_new = np.random.default_rng(4).random((5, x.shape[1]))
+    mu, var = posterior(model, params, x, y, x_new, mask)
+    scaled_mu, scaled_var = posterior(scaled_model, scaled_params, x, y * scale, x_new, mask)
+    np.testing.assert_allclose(scaled_mu, scale * mu, rtol=1e-7)
+    np.testing.assert_allclose(scaled_var, scale**2 * var, rtol=1e-7)
+
+
+def test_rescaled_rejects_bad_scales():
+    model, params = model_and_params()
+    for bad in (0.0, -1.0, np.inf, np.nan):
+        with pytest.raises(ValueError, match="scale"):
+            model.rescaled(params, bad)

@@ -86,3 +86,30 @@ def test_clear_errors(log):
         pretrain(log, objective="kl", progress=False)
     with pytest.raises(PretrainError, match="TuningLog"):
         pretrain(log.frame, progress=False)
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e12])
+def test_scores_far_from_unit_scale_give_the_same_prior_in_their_units(scale, tmp_path):
+    """Objectives of 1e-12 or 1e12 scale: the fit is the unit-scale one, re-expressed exactly."""
+    from metabo.pretrain import Prior
+
+    space = Space(SPACE.parameters, Objective("error", "minimize", None))
+    rng = np.random.default_rng(2)
+    rows = []
+    for t in range(4):
+        for lr, wd in zip(10 ** rng.uniform(-3, 0, 15), rng.uniform(0, 0.1, 15), strict=True):
+            rows.append({"task": f"t{t}", "lr": lr, "wd": wd, "error": (np.log10(lr) + 1.5) ** 2 + 3 * wd + 0.05 * t})
+    frame = pd.DataFrame(rows)
+    base = pretrain(read_log(frame, space), steps=150, progress=False)
+    scaled_log = read_log(frame.assign(error=frame.error * scale), space)
+    prior = pretrain(scaled_log, steps=150, progress=False)
+    assert base.info["score_unit"] == 1.0 and prior.info["score_unit"] == pytest.approx(scale)
+    assert prior.losses["train_nll"] == pytest.approx(base.losses["train_nll"] + np.log(scale), rel=1e-7)
+    b, p = base.model.hyper(base.params), prior.model.hyper(prior.params)
+    np.testing.assert_allclose(p.lengthscale, b.lengthscale, rtol=1e-6)
+    assert float(p.signal) == pytest.approx(scale**2 * float(b.signal), rel=1e-6)
+    assert float(p.noise) == pytest.approx(scale**2 * float(b.noise), rel=1e-6)
+    assert float(prior.params.mean_constant) == pytest.approx(scale * float(base.params.mean_constant), rel=1e-6)
+    prior.save(tmp_path / "prior.npz")
+    loaded = Prior.load(tmp_path / "prior.npz")
+    assert loaded.model == prior.model and float(loaded.model.hyper(loaded.params).noise) == float(p.noise)
