@@ -28,13 +28,22 @@ from metabo.data import MatchedBlock
 from metabo.gp.linalg import LOG_2PI, gaussian_nll
 from metabo.gp.model import GPModel, GPParams
 from metabo.gp.posterior import negative_log_likelihood, noisy_gram
-from metabo.pretrain.fastnll import STATIONARY_KERNELS, lapack_gaussian_nll, stationary_gram, use_lapack
+from metabo.pretrain.fastnll import (
+    STATIONARY_KERNELS,
+    lapack_gaussian_nll,
+    stationary_gram,
+    stationary_lapack_nll,
+    use_lapack,
+)
 
 OBJECTIVES = ("nll", "ekl", "nll+ekl")
 NLL_METHODS = ("auto", "reference")
-# Bytes of one n x n float64 matrix per chunk of tasks when large tasks are processed in chunks:
-# about a core's L2 cache (1 MiB here), measured fastest for 20-80 tasks of 100 and 24 of 500 points.
-CHUNK_BYTES = 2**20
+# Bytes of the n x n float64 matrices of one chunk of tasks when large tasks are processed in
+# chunks: a bound on the forward pass's temporaries, large enough for the usual jobs to run as one
+# batch (24 tasks of 500 points are 48 MB): a chunked loop stacks and copies the residuals the
+# gradient keeps, and one host call over many tasks lets its LAPACK threads work in parallel.
+# Measured for 24 x 500 points on 2 cores: 1 MiB chunks (one task) 2.4x slower than one batch.
+CHUNK_BYTES = 2**28
 
 
 class PretrainError(ValueError):
@@ -55,22 +64,26 @@ def task_nll(model: GPModel, params: GPParams, x, y, mask=None, method: str = "a
         return negative_log_likelihood(model, params, x, y, mask)
     mask = jnp.ones(x.shape[0], dtype=bool) if mask is None else mask
     residual = jnp.where(mask, y - model.mean_fn(params, x), 0.0)
+    constant = 0.5 * jnp.sum(mask) * LOG_2PI
+    lapack = use_lapack(x.shape[0])
     if model.kernel in STATIONARY_KERNELS:
         h = model.hyper(params)
         z = model.features(params, x) / h.lengthscale
+        if lapack:
+            return stationary_lapack_nll(model.kernel, z, h.signal, h.noise, mask, residual) + constant
         gram = stationary_gram(model.kernel, z, h.signal, h.noise, mask)
     else:
         gram = noisy_gram(model, params, x, mask)
-    core = lapack_gaussian_nll if use_lapack(x.shape[0]) else gaussian_nll
-    return core(gram, residual) + 0.5 * jnp.sum(mask) * LOG_2PI
+    core = lapack_gaussian_nll if lapack else gaussian_nll
+    return core(gram, residual) + constant
 
 
 def per_task_nll(model: GPModel, params: GPParams, padded_x, padded_y, mask, method: str = "auto"):
     """NLL of each task. padded_x: [T, P, d], padded_y: [T, P], mask: [T, P] -> [T].
 
-    Tasks are vmapped. On CPU with large tasks (``method="auto"``) the vmapped function runs over
-    cache-sized chunks of tasks (``jax.lax.map`` with ``batch_size``): a whole batch of n x n
-    matrices does not fit in cache, and every elementwise pass over it would go to memory.
+    Tasks are vmapped. On CPU with large tasks (``method="auto"``) and more than ``CHUNK_BYTES``
+    of n x n matrices, the vmapped function runs over chunks of tasks (``jax.lax.map`` with
+    ``batch_size``), which bounds the forward pass's temporaries.
     """
 
     def one(x, y, m):

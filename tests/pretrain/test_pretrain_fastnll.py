@@ -1,5 +1,7 @@
 """The fast NLL path agrees with metabo.gp (values and gradients) for every kernel and mean."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -145,3 +147,90 @@ def test_large_tasks_take_the_lapack_path_in_chunks_and_agree(monkeypatch):
     value, grad = value_and_grad("auto")(params)
     np.testing.assert_allclose(value, ref_value, rtol=1e-12)
     assert_trees_close(grad, ref_grad, rtol=1e-8)
+
+
+@pytest.mark.parametrize("kernel", ["se", "matern32", "matern52"])
+def test_fused_stationary_nll_equals_gram_then_nll(kernel):
+    # 3 tasks of 70 padded points, one with padding and an exact duplicate input.
+    rng = np.random.default_rng(7)
+    z = rng.random((3, 70, 3)) * 2
+    z[0, 1] = z[0, 0]
+    mask = np.ones((3, 70), dtype=bool)
+    mask[1, 52:] = False
+    residual = np.where(mask, rng.standard_normal((3, 70)), 0.0)
+    mask = jnp.asarray(mask)  # closed over under jit: custom_vjp rules reject NumPy constants
+
+    def fused(z, signal, noise, r):
+        one = lambda zi, mi, ri: fastnll.stationary_lapack_nll(kernel, zi, signal, noise, mi, ri)  # noqa: E731
+        return jnp.sum(jnp.arange(1.0, 4.0) * jax.vmap(one)(z, mask, r))
+
+    def separate(z, signal, noise, r):
+        def one(zi, mi, ri):
+            return gaussian_nll(fastnll.stationary_gram(kernel, zi, signal, noise, mi), ri)
+
+        return jnp.sum(jnp.arange(1.0, 4.0) * jax.vmap(one)(z, mask, r))
+
+    args = (z, 1.3, 0.07, residual)
+    np.testing.assert_allclose(jax.jit(fused)(*args), separate(*args), rtol=1e-12)
+    ours = jax.jit(jax.grad(fused, argnums=(0, 1, 2, 3)))(*args)
+    ref = jax.grad(separate, argnums=(0, 1, 2, 3))(*args)
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+    check_grads(
+        lambda z, s, n: fastnll.stationary_lapack_nll(kernel, z, s, n, mask[1], residual[1]),
+        (z[1], 1.3, 0.07),
+        order=1,
+        modes=["rev"],
+        atol=1e-6,
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_host_lapack_threads_give_identical_results(monkeypatch, threads):
+    from threadpoolctl import threadpool_info
+
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((5, 80, 80)) / 9
+    grams = a @ np.swapaxes(a, -1, -2) + 0.2 * np.eye(80)
+    grams[3, 4, 4] = -1.0  # not positive definite: NaN for that task only
+    r = rng.standard_normal((5, 80))
+    blas_before = [lib["num_threads"] for lib in threadpool_info()]
+
+    def value_and_grad():
+        return jax.jit(
+            jax.value_and_grad(
+                lambda k: jnp.sum(jnp.arange(1.0, 6.0) * jax.vmap(fastnll.lapack_gaussian_nll)(k, r))
+            )
+        )(grams)
+
+    monkeypatch.setenv(fastnll.LAPACK_THREADS_ENV, threads)
+    assert fastnll.lapack_threads() == int(threads)
+    value, grad = value_and_grad()
+    monkeypatch.setenv(fastnll.LAPACK_THREADS_ENV, "1")
+    jax.clear_caches()
+    value_1, grad_1 = value_and_grad()
+    assert np.isnan(value) and np.isnan(value_1)
+    assert np.all(np.isnan(grad[3])) and np.all(np.isfinite(np.delete(np.asarray(grad), 3, axis=0)))
+    # Same LAPACK calls per task (BLAS's own threading may order sums differently).
+    np.testing.assert_allclose(grad, grad_1, rtol=1e-12, atol=1e-14)
+    # Each finite task against the XLA reference.
+    for t in (0, 1, 2, 4):
+        np.testing.assert_allclose(
+            jax.grad(lambda k, t=t: (t + 1.0) * gaussian_nll(k, r[t]))(grams[t]),
+            grad[t],
+            rtol=1e-9,
+            atol=1e-12,
+        )
+    # The BLAS thread limit of the callback is lifted again afterwards.
+    assert [lib["num_threads"] for lib in threadpool_info()] == blas_before
+
+
+def test_lapack_threads_setting(monkeypatch):
+    monkeypatch.delenv(fastnll.LAPACK_THREADS_ENV, raising=False)
+    assert fastnll.lapack_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv(fastnll.LAPACK_THREADS_ENV, "0")
+    assert fastnll.lapack_threads() == 1
+    monkeypatch.setenv(fastnll.LAPACK_THREADS_ENV, "two")
+    with pytest.raises(ValueError, match="METABO_LAPACK_THREADS must be a positive integer"):
+        fastnll.lapack_threads()
