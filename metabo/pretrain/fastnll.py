@@ -34,6 +34,7 @@ All are verified against ``metabo.gp`` (values and gradients) in the tests.
 from __future__ import annotations
 
 import os
+import threading
 from functools import partial
 
 import jax
@@ -233,46 +234,55 @@ class _Lapack:
 
 
 _LAPACK: dict = {}
-_POOL: dict = {}
+_POOLS: dict = {}  # thread count -> ThreadPoolExecutor, and "controller" -> threadpoolctl's
+_POOLS_LOCK = threading.Lock()
 
 
 def _lapack_of(dtype) -> _Lapack:
     key = np.dtype(dtype)
-    if key not in _LAPACK:
-        _LAPACK[key] = _Lapack(key)
-    return _LAPACK[key]
+    with _POOLS_LOCK:
+        if key not in _LAPACK:
+            _LAPACK[key] = _Lapack(key)
+        return _LAPACK[key]
+
+
+def _pool(threads: int):
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="metabo-lapack")
+        return _POOLS[threads]
 
 
 def _run_tasks(fn, count: int) -> None:
     """fn(i) for i in range(count), on up to ``lapack_threads()`` threads with one BLAS thread
     each (BLAS threads on top of ours would oversubscribe the cores)."""
-    threads = min(count, lapack_threads())
-    if threads <= 1:
+    threads = lapack_threads()
+    workers = min(count, threads)
+    if workers <= 1:
         for i in range(count):
             fn(i)
         return
-    from concurrent.futures import ThreadPoolExecutor
-
-    if _POOL.get("threads") != threads:
-        if "pool" in _POOL:
-            _POOL["pool"].shutdown(wait=False)
-        _POOL.update(threads=threads, pool=ThreadPoolExecutor(threads, thread_name_prefix="metabo-lapack"))
+    pool = _pool(threads)
     with _blas_single_thread():
         # Tasks interleaved over threads: neighbouring tasks often have similar sizes.
-        for future in [
-            _POOL["pool"].submit(lambda k: [fn(i) for i in range(k, count, threads)], k)
-            for k in range(threads)
-        ]:
+        futures = [
+            pool.submit(lambda k: [fn(i) for i in range(k, count, workers)], k) for k in range(workers)
+        ]
+        for future in futures:
             future.result()
 
 
 def _blas_single_thread():
     """Context: every loaded BLAS library on one thread, restored afterwards (threadpoolctl)."""
-    if "controller" not in _POOL:
-        from threadpoolctl import ThreadpoolController
+    with _POOLS_LOCK:
+        if "controller" not in _POOLS:
+            from threadpoolctl import ThreadpoolController
 
-        _POOL["controller"] = ThreadpoolController()
-    return _POOL["controller"].limit(limits=1, user_api="blas")
+            _POOLS["controller"] = ThreadpoolController()
+        controller = _POOLS["controller"]
+    return controller.limit(limits=1, user_api="blas")
 
 
 def _host_nll(ctx, out, gram, residual, with_inverse: bool):
