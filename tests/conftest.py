@@ -4,6 +4,9 @@ import os
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("METABO_JAX_CACHE", "off")  # no persistent compilation cache in tests
+# `make test` runs two pytest processes on CI's two cores: one host LAPACK thread each, as
+# metabo's own worker processes get (tests that need more threads set it themselves).
+os.environ.setdefault("METABO_LAPACK_THREADS", "1")
 
 import pytest  # noqa: E402
 

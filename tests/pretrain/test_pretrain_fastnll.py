@@ -151,13 +151,14 @@ def test_large_tasks_take_the_lapack_path_in_chunks_and_agree(monkeypatch):
 
 @pytest.mark.parametrize("kernel", ["se", "matern32", "matern52"])
 def test_fused_stationary_nll_equals_gram_then_nll(kernel):
-    # 3 tasks of 70 padded points, one with padding and an exact duplicate input.
+    # 3 tasks of 24 padded points (the rule works at any size; pre-training uses it from
+    # LAPACK_MIN_POINTS on), one with padding and an exact duplicate input.
     rng = np.random.default_rng(7)
-    z = rng.random((3, 70, 3)) * 2
+    z = rng.random((3, 24, 3)) * 2
     z[0, 1] = z[0, 0]
-    mask = np.ones((3, 70), dtype=bool)
-    mask[1, 52:] = False
-    residual = np.where(mask, rng.standard_normal((3, 70)), 0.0)
+    mask = np.ones((3, 24), dtype=bool)
+    mask[1, 17:] = False
+    residual = np.where(mask, rng.standard_normal((3, 24)), 0.0)
     mask = jnp.asarray(mask)  # closed over under jit: custom_vjp rules reject NumPy constants
 
     def fused(z, signal, noise, r):
