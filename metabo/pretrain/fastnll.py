@@ -91,7 +91,12 @@ def _squared_distance(z):
 
 
 def _kernel_of_squared_distance(kernel, d2, signal):
-    """The formulas of ``metabo.gp.kernels`` as functions of d^2 = squared distance [n, n]."""
+    """The formulas of ``metabo.gp.kernels`` as functions of d^2 = squared distance [n, n].
+
+    Written out here with a plain sqrt (no autodiff goes through it: the rules below are
+    hand-written). Reusing the kernels' double-``where`` sqrt here made jit(value_and_grad) of
+    the small-task NLL return NaN values with JAX 0.10.2 (padded tasks, zero distances).
+    """
     if kernel == "se":
         return signal * jnp.exp(-0.5 * d2)
     if kernel == "matern32":
