@@ -129,17 +129,21 @@ def _scaled_derivative(kernel, kf, d2):
     return (-5.0 / 6.0) * kf * (1.0 + r) / (1.0 + r + r * r / 3.0)
 
 
+def _weighted_derivative(kernel, z, noise, pair, gram, cotangent):
+    """H = cotangent o s k'(d^2) on valid pairs [n, n], in one elementwise pass: the distances
+    are recomputed in it and the kernel part is the saved Gram matrix less the diagonal noise."""
+    n = z.shape[0]
+    kf = gram - jnp.where(jnp.eye(n, dtype=bool), noise, 0.0)
+    return jnp.where(pair, cotangent, 0.0) * _scaled_derivative(kernel, kf, _squared_distance(z))
+
+
 def _gram_bwd(kernel, saved, cotangent):
     z, signal, noise, mask, gram = saved
     n = z.shape[0]
-    eye = jnp.eye(n, dtype=bool)
     pair = mask[:, None] & mask[None, :]
-    # One elementwise pass (distances recomputed in it, the kernel part of the Gram matrix is
-    # the saved matrix less the noise on the diagonal) writes h; every reduction over h below is
-    # a matrix product. XLA fuses an elementwise producer into each reduction that reads it and
+    # One elementwise pass writes h; every reduction over h below is a matrix product. XLA fuses an elementwise producer into each reduction that reads it and
     # would redo the square roots and divisions once per reduction.
-    kf = gram - jnp.where(eye, noise, 0.0)
-    h = jnp.where(pair, cotangent, 0.0) * _scaled_derivative(kernel, kf, _squared_distance(z))
+    h = _weighted_derivative(kernel, z, noise, pair, gram, cotangent)
     ones = jnp.ones((n, 1), dtype=z.dtype)
     with_ones = jnp.concatenate([z, ones], axis=1)
     right = h @ with_ones  # [h z, rowsum h]
@@ -238,26 +242,26 @@ class _Lapack:
             self._potri(b"L", ct.byref(n), work.ctypes.data, ct.byref(n), ct.byref(info))
 
 
-_LAPACK: dict = {}
-_POOLS: dict = {}  # thread count -> ThreadPoolExecutor, and "controller" -> threadpoolctl's
-_POOLS_LOCK = threading.Lock()
+# Made once per process and shared by the threads that run XLA computations.
+_SHARED: dict = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared(key, make):
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = make()
+        return _SHARED[key]
 
 
 def _lapack_of(dtype) -> _Lapack:
-    key = np.dtype(dtype)
-    with _POOLS_LOCK:
-        if key not in _LAPACK:
-            _LAPACK[key] = _Lapack(key)
-        return _LAPACK[key]
+    return _shared(("lapack", np.dtype(dtype)), lambda: _Lapack(dtype))
 
 
 def _pool(threads: int):
-    with _POOLS_LOCK:
-        if threads not in _POOLS:
-            from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
-            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="metabo-lapack")
-        return _POOLS[threads]
+    return _shared(("pool", threads), lambda: ThreadPoolExecutor(threads, thread_name_prefix="metabo-lapack"))
 
 
 def _run_tasks(fn, count: int) -> None:
@@ -281,13 +285,9 @@ def _run_tasks(fn, count: int) -> None:
 
 def _blas_single_thread():
     """Context: every loaded BLAS library on one thread, restored afterwards (threadpoolctl)."""
-    with _POOLS_LOCK:
-        if "controller" not in _POOLS:
-            from threadpoolctl import ThreadpoolController
+    from threadpoolctl import ThreadpoolController
 
-            _POOLS["controller"] = ThreadpoolController()
-        controller = _POOLS["controller"]
-    return controller.limit(limits=1, user_api="blas")
+    return _shared("blas controller", ThreadpoolController).limit(limits=1, user_api="blas")
 
 
 def _host_nll(ctx, out, gram, residual, with_inverse: bool):
@@ -404,9 +404,8 @@ def _both_bwd(kernel, saved, g):
     pair = mask[:, None] & mask[None, :]
     # G = 1/2 (K^-1 - alpha alpha^T) on valid pairs, K^-1 read from work's upper triangle.
     inverse = jnp.where(row <= col, work, work.T)
-    kf = gram - jnp.where(row == col, noise, 0.0)
-    cotangent = jnp.where(pair, 0.5 * (inverse - alpha[:, None] * alpha[None, :]), 0.0)
-    h = cotangent * _scaled_derivative(kernel, kf, _squared_distance(z))
+    cotangent = 0.5 * (inverse - alpha[:, None] * alpha[None, :])
+    h = _weighted_derivative(kernel, z, noise, pair, gram, cotangent)
     # h is symmetric: z_bar_i = sum_j 2 h_ij * 2 (z_i - z_j) = 4 (z_i rowsum_i h - (h z)_i).
     product = h @ jnp.concatenate([z, jnp.ones((n, 1), dtype=z.dtype)], axis=1)
     z_bar = 4.0 * (z * product[:, p:] - product[:, :p])
