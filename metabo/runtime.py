@@ -50,7 +50,7 @@ def keep_freed_memory() -> bool:
 
     XLA allocates every n x n buffer of a pre-training step afresh; glibc serves blocks above
     32 MiB with mmap and unmaps them when freed, so each step paid the page faults of zeroing its
-    whole working set again (about a third of a 24-task x 500-point gradient's time). The price:
+    whole working set again (about 30% of a 24-task x 500-point gradient's time). The price:
     the process keeps its peak heap. Returns True if the settings were applied (glibc only;
     ``METABO_KEEP_FREED_MEMORY=0`` opts out).
     """

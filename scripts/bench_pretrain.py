@@ -64,6 +64,8 @@ def main(argv=None) -> int:
             os.environ.get("XLA_FLAGS", "")
             + " --xla_cpu_multi_thread_eigen=false"
         ).strip()
+        # metabo.runtime.BLAS_THREAD_VARIABLES, spelled out: importing metabo loads NumPy, whose
+        # BLAS reads its thread count when it loads.
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "METABO_LAPACK_THREADS"):
             os.environ[var] = "1"
 
