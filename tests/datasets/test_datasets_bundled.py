@@ -129,11 +129,15 @@ def test_shipped_dataset_design(monkeypatch):
     assert len(log.tasks) >= 12
     counts = frame.groupby(["task", "part"]).size().unstack()
     assert (counts["matched"] >= 250).all() and (counts["unmatched"] >= 150).all()
-    # The matched part is the same Halton design on every task.
+    # The matched part is the same Halton design on every task: the stored vectors are identical
+    # across tasks (matched blocks are found by exact equality), and they agree with a recomputed
+    # design up to rounding (from_unit goes through exp/log, whose last bit varies across CPUs).
     matched = frame[frame["part"] == "matched"]
     design = pd1_space().from_unit(halton(int(counts["matched"].iloc[0]), 4))
-    for _, rows in matched.groupby("task"):
-        np.testing.assert_array_equal(rows[list(pd1_space().names)].to_numpy(), design)
+    stored = [rows[list(pd1_space().names)].to_numpy() for _, rows in matched.groupby("task")]
+    for rows in stored:
+        np.testing.assert_array_equal(rows, stored[0])
+        np.testing.assert_allclose(rows, design, rtol=1e-12, atol=0)
     assert set(frame["status"]) <= {"ok", "diverged"}
     ok = frame["status"] == "ok"
     assert frame.loc[ok, "objective"].between(0, 1).all()
