@@ -3,10 +3,9 @@
 Light to import: submodules that need JAX load it when they are used.
 """
 
-__version__ = "0.1.0"
-
-from metabo.data import TuningLog, read_log  # noqa: E402
-from metabo.space import Objective, Parameter, Space, load_space, pd1_space  # noqa: E402
+from metabo.data import TuningLog, read_log
+from metabo.space import Objective, Parameter, Space, load_space, pd1_space
+from metabo.version import __version__
 
 
 def __getattr__(name):

@@ -35,7 +35,7 @@ def _load(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from metabo import __version__
+    from metabo.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="metabo",

@@ -117,9 +117,7 @@ def select_tasks(tasks: Sequence[str], limit: int | None) -> tuple[str, ...]:
 
 def repo_root() -> Path:
     """The checkout holding the ``metabo`` package (``experiments/`` and ``data/`` live there)."""
-    import metabo
-
-    return Path(metabo.__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]  # metabo/bench/experiments.py -> the checkout
 
 
 def default_data_dir() -> Path:

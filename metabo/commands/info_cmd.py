@@ -13,7 +13,7 @@ def run(args) -> int:
     import jax
     import jax.numpy as jnp
 
-    from metabo import __version__
+    from metabo.version import __version__
 
     info = {
         "metabo": __version__,
