@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from metabo.commands.common import UserError  # re-exported: metabo.cli.UserError
 from metabo.runtime import configure_jax, start_jax
 
 COMMANDS = (
@@ -24,10 +25,6 @@ COMMANDS = (
     "import",
     "inspect",
 )
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback, exit code 2."""
 
 
 def _load(name: str):

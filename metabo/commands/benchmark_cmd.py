@@ -115,7 +115,7 @@ def add_arguments(parser) -> None:
 
 def parse_options(items) -> dict:
     """['m.key=value', ...] -> {m: {key: value}} (values as JSON when they parse)."""
-    from metabo.cli import UserError
+    from metabo.commands.common import UserError
 
     options: dict = {}
     for item in items:
@@ -145,7 +145,7 @@ def run(args) -> int:
     from metabo.baselines import available_methods
     from metabo.bench.report import efficiency_markdown
     from metabo.bench.runner import BenchmarkConfig, BenchmarkError, import_plugins, run_benchmark
-    from metabo.cli import UserError
+    from metabo.commands.common import UserError
     from metabo.data import LogValidationError, read_log
     from metabo.space import SpaceError, load_space
 

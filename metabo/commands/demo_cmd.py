@@ -14,7 +14,7 @@ def run(args) -> int:
     import numpy as np
     import optax
 
-    from metabo.cli import UserError
+    from metabo.commands.common import UserError
     from metabo.gp import GPModel, negative_log_likelihood, posterior
 
     if args.points < 2:

@@ -81,7 +81,7 @@ def run(args) -> int:
     import json
     import sys
 
-    from metabo.cli import UserError
+    from metabo.commands.common import UserError
     from metabo.data import LogValidationError
     from metabo.importers import ImportDataError, import_csv, import_optuna, parse_pairs
     from metabo.io import atomic_write_text

@@ -41,7 +41,7 @@ def run(args) -> int:
     import json
     import os
 
-    from metabo.cli import UserError
+    from metabo.commands.common import UserError
     from metabo.data import LogValidationError, read_log
     from metabo.io import atomic_write_text
     from metabo.space import SpaceError
@@ -117,7 +117,7 @@ def _leave_one_task_out(prior, log, args):
     import numpy as np
     from tqdm import tqdm
 
-    from metabo.cli import UserError
+    from metabo.commands.common import UserError
     from metabo.pretrain import pretrain
 
     tasks = log.tasks

@@ -67,7 +67,7 @@ def add_arguments(parser) -> None:
 
 
 def _parse_widths(text: str) -> tuple[int, ...]:
-    from metabo.cli import UserError
+    from metabo.commands.common import UserError
 
     if not text.strip():
         return ()
@@ -83,7 +83,7 @@ def _parse_widths(text: str) -> tuple[int, ...]:
 def run(args) -> int:
     import time
 
-    from metabo.cli import UserError
+    from metabo.commands.common import UserError
     from metabo.data import LogValidationError, read_log
     from metabo.space import SpaceError, load_space
 

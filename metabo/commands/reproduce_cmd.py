@@ -23,7 +23,7 @@ def run(args) -> int:
     from metabo.bench.experiments import load_config_sets, run_experiments
     from metabo.bench.report import efficiency_markdown
     from metabo.bench.runner import BenchmarkError
-    from metabo.cli import UserError
+    from metabo.commands.common import UserError
 
     out = args.out or ("runs/reproduce-quick" if args.quick else "runs/reproduce")
     try:

@@ -33,7 +33,7 @@ def run(args) -> int:
     import json
     import sys
 
-    from metabo.cli import UserError
+    from metabo.commands.common import UserError
     from metabo.space import SpaceError, load_space
 
     if args.n < 1:
@@ -81,7 +81,7 @@ def _read_history(path, space):
     import numpy as np
     import pandas as pd
 
-    from metabo.cli import UserError
+    from metabo.commands.common import UserError
     from metabo.data import STATUS_COLUMN, TASK_COLUMN, LogValidationError, _read_table, read_log
 
     try:
@@ -131,7 +131,7 @@ def _some_valid_value(space) -> float:
 
 
 def _load_prior(path):
-    from metabo.cli import UserError
+    from metabo.commands.common import UserError
 
     try:
         from metabo.pretrain.prior import Prior
