@@ -58,9 +58,9 @@ def run(args) -> int:
     import os
     import sys
 
-    from metabo.cli import UserError
     from metabo.collect.runner import CollectionPlan, collect, load_results, summarize
     from metabo.collect.tasks import DATASET_INFO, DEFAULT_TASKS, MODELS, parse_task
+    from metabo.commands.common import UserError
 
     if args.list_tasks:
         for task in DEFAULT_TASKS:
