@@ -53,6 +53,7 @@ from metabo.bo.acquisitions import log_ei
 from metabo.bo.maximize import maximize_box
 from metabo.bo.single_task import bucket_size, pad_observations, standardization
 from metabo.data import pad_arrays
+from metabo.gp.adam import skip_nonfinite
 from metabo.space import halton
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -224,12 +225,13 @@ def meta_train(x, y, mask, key, hidden, iterations):
         evidence = jax.vmap(log_evidence)(phi, y, mask, p.log_alpha, p.log_beta)
         return -jnp.sum(evidence) / total
 
-    solver = optax.lbfgs()
+    # The shared skip wrapper: a step with a non-finite evidence leaves params and state alone.
+    solver = skip_nonfinite(optax.lbfgs())
     value_and_grad = optax.value_and_grad_from_state(loss)
 
     def step(carry, _):
         p, state = carry
-        value, grad = value_and_grad(p, state=state)
+        value, grad = value_and_grad(p, state=state.inner)
         updates, state = solver.update(grad, state, p, value=value, grad=grad, value_fn=loss)
         return (optax.apply_updates(p, updates), state), value
 

@@ -58,7 +58,7 @@ from metabo.bo.maximize import maximize_box
 from metabo.bo.single_task import bucket_size, pad_observations
 from metabo.data import pad_arrays
 from metabo.gp import GPModel, GPParams, condition, negative_log_likelihood, predict
-from metabo.gp.adam import adam_keep_best
+from metabo.gp.adam import adam_keep_best, minimize
 from metabo.space import halton
 
 MIN_RANGE_FRACTION = 0.05
@@ -111,20 +111,9 @@ def meta_train(model, params, x, y, mask, y_range, key, steps, tasks_per_step, b
         return jnp.mean(nll)
 
     schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.1)
-    optimizer = optax.adam(schedule)
-    value_and_grad = jax.value_and_grad(loss)
-
-    def step(carry, key):
-        p, state = carry
-        value, grad = value_and_grad(p, key)
-        ok = jnp.isfinite(value)
-        # A failed factorization gives no direction: skip that batch.
-        grad = jax.tree.map(lambda g: jnp.where(ok & jnp.isfinite(g), g, 0.0), grad)
-        updates, state = optimizer.update(grad, state, p)
-        return (optax.apply_updates(p, updates), state), value
-
-    (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), jax.random.split(key, steps))
-    return params, losses
+    # A batch whose factorization fails gives no direction: the shared loop skips it entirely.
+    result = minimize(loss, params, steps, optax.adam(schedule), xs=jax.random.split(key, steps))
+    return result.last, result.losses
 
 
 # ---- target task: fine-tuning and acquisition --------------------------------------------------

@@ -51,6 +51,7 @@ from metabo.baselines.base import Method, best_unobserved, cached_setup, registe
 from metabo.bo.acquisitions import log_ei
 from metabo.bo.maximize import maximize_box
 from metabo.bo.single_task import bucket_size, pad_observations, standardization
+from metabo.gp.adam import minimize
 from metabo.gp.kernels import matern52
 from metabo.gp.linalg import cholesky_adaptive, gaussian_nll, mask_gram
 from metabo.gp.model import inverse_softplus, softplus
@@ -135,19 +136,8 @@ def fit_training(params: SharedParams, x, y, task, steps, learning_rate):
         residual = y - p.means[task]
         return (gaussian_nll(training_gram(p, x, task), residual) + 0.5 * count * math.log(2 * math.pi)) / count
 
-    optimizer = optax.adam(learning_rate)
-    value_and_grad = jax.value_and_grad(loss)
-
-    def step(carry, _):
-        p, state = carry
-        value, grad = value_and_grad(p)
-        ok = jnp.isfinite(value)
-        grad = jax.tree.map(lambda g: jnp.where(ok & jnp.isfinite(g), g, 0.0), grad)
-        updates, state = optimizer.update(grad, state, p)
-        return (optax.apply_updates(p, updates), state), value
-
-    (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), None, length=steps)
-    return params, losses
+    result = minimize(loss, params, steps, optax.adam(learning_rate))
+    return result.last, result.losses
 
 
 @jax.jit
@@ -219,18 +209,9 @@ def fit_target(train: Training, theta: TargetParams, x, y, mask, steps, learning
     x: [n, d], y: [n], mask: [n] -> (TargetParams, Posterior).
     """
     pieces = project_target(train, x)
-    optimizer = optax.adam(learning_rate)
-    value_and_grad = jax.value_and_grad(lambda t: target_objective(train, t, pieces, y, mask))
-
-    def step(carry, _):
-        t, state = carry
-        value, grad = value_and_grad(t)
-        ok = jnp.isfinite(value)
-        grad = jax.tree.map(lambda g: jnp.where(ok & jnp.isfinite(g), g, 0.0), grad)
-        updates, state = optimizer.update(grad, state, t)
-        return (optax.apply_updates(t, updates), state), value
-
-    (theta, _), _ = jax.lax.scan(step, (theta, optimizer.init(theta)), None, length=steps)
+    theta = minimize(
+        lambda t: target_objective(train, t, pieces, y, mask), theta, steps, optax.adam(learning_rate)
+    ).last
     return theta, _posterior(train, theta, x, y, mask, pieces)
 
 

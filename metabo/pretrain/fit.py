@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from metabo.data import MatchedBlock, PaddedTasks
+from metabo.gp.adam import all_finite, skip_nonfinite
 from metabo.gp.model import GPModel, GPParams
 from metabo.pretrain.objectives import (
     OBJECTIVES,
@@ -106,13 +107,17 @@ class FitResult(NamedTuple):
 
 
 # ---- the step ---------------------------------------------------------------------------------
-def make_optimizer(config: StepConfig) -> optax.GradientTransformation:
+def make_optimizer(config: StepConfig) -> optax.GradientTransformationExtraArgs:
+    """The configured optimizer, wrapped so that a non-finite step leaves params and state as
+    they were (``metabo.gp.adam.skip_nonfinite``, the mechanism of every metabo fitter)."""
     if config.optimizer == "adam":
-        return optax.adam(config.learning_rate)
+        return skip_nonfinite(optax.adam(config.learning_rate))
     # A zoom line search makes L-BFGS free of a learning rate; ``learning_rate`` only scales it.
-    return optax.lbfgs(
-        learning_rate=config.learning_rate,
-        linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=25),
+    return skip_nonfinite(
+        optax.lbfgs(
+            learning_rate=config.learning_rate,
+            linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=25),
+        )
     )
 
 
@@ -131,14 +136,12 @@ def training_loss(config: StepConfig, params: GPParams, data: TrainData, key, st
     return loss
 
 
-def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
 @partial(jax.jit, static_argnames=("config",))
 def train_step(params: GPParams, opt_state, data: TrainData, key, step, config: StepConfig):
-    """One optimizer step. -> (new params, new state, loss at ``params`` [], all finite [])."""
+    """One optimizer step. -> (new params, new state, loss at ``params`` [], all finite []).
+
+    When the loss, gradient or update is not finite the step is skipped: the new params and
+    state are ``params`` and ``opt_state`` themselves (``skip_nonfinite``)."""
     TRACES[config] += 1  # runs at trace time only
     optimizer = make_optimizer(config)
 
@@ -147,16 +150,19 @@ def train_step(params: GPParams, opt_state, data: TrainData, key, step, config: 
 
     if config.optimizer == "adam":
         value, grads = jax.value_and_grad(value_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates, new_state = optimizer.update(grads, opt_state, params, value=value)
     else:
-        # Reuses the value and gradient the line search already computed at ``params``.
-        value, grads = optax.value_and_grad_from_state(value_fn)(params, state=opt_state)
-        updates, opt_state = optimizer.update(
+        # Reuses the value and gradient the line search already computed at ``params`` (the
+        # inner L-BFGS state, under the skip wrapper's).
+        value, grads = optax.value_and_grad_from_state(value_fn)(params, state=opt_state.inner)
+        updates, new_state = optimizer.update(
             grads, opt_state, params, value=value, grad=grads, value_fn=value_fn
         )
     new_params = optax.apply_updates(params, updates)
-    ok = jnp.isfinite(value) & _all_finite(grads) & _all_finite(new_params)
-    return new_params, opt_state, value, ok
+    # Finite updates of finite params can still overflow: that step is skipped as well.
+    ok = new_state.last_ok & all_finite(new_params)
+    keep = partial(jax.tree.map, lambda new, old: jnp.where(ok, new, old))
+    return keep(new_params, params), keep(new_state, opt_state), value, ok
 
 
 @partial(jax.jit, static_argnames=("model",))
@@ -299,7 +305,7 @@ def _fit(model, config, data, heldout, dim, steps, seed, init, eval_every, patie
     if init is None:
         init = initial_params(model, dim, data.tasks, data.blocks, key=init_key)
     params = _canonical(init)
-    if not bool(_all_finite(params)):
+    if not bool(all_finite(params)):
         raise PretrainError("initial parameters are not finite")
     opt_state = make_optimizer(config).init(params)
 
