@@ -27,7 +27,8 @@ COMMANDS = (
 )
 
 
-def _load(name: str):
+def load_command(name: str):
+    """The module of subcommand ``name`` (``metabo/commands/<name>_cmd.py``)."""
     return importlib.import_module(f"metabo.commands.{name.replace('-', '_')}_cmd")
 
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
-            module = _load(name)
+            module = load_command(name)
         except ModuleNotFoundError as err:
             if err.name and err.name.startswith("metabo.commands"):
                 continue  # not built yet

@@ -11,6 +11,7 @@ import pytest
 
 import metabo
 from metabo import cli
+from metabo.commands.common import UserError
 
 
 @pytest.fixture(autouse=True)
@@ -72,11 +73,11 @@ def test_unknown_command_is_a_usage_error(capsys):
 
 def test_user_error_prints_message_and_exits_2(monkeypatch, capsys):
     def run(args):
-        raise cli.UserError("the log has no task column")
+        raise UserError("the log has no task column")
 
     fake = types.SimpleNamespace(HELP="fails on purpose", add_arguments=lambda parser: None, run=run)
-    real_load = cli._load
-    monkeypatch.setattr(cli, "_load", lambda name: fake if name == "info" else real_load(name))
+    real_load = cli.load_command
+    monkeypatch.setattr(cli, "load_command", lambda name: fake if name == "info" else real_load(name))
     assert cli.main(["info"]) == 2
     captured = capsys.readouterr()
     assert captured.err.strip() == "metabo info: error: the log has no task column"
