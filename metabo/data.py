@@ -193,7 +193,7 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike) -> None:
 
     kind = _file_kind(path)
     if kind == "parquet":
-        atomic_write_with(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        atomic_write_with(path, lambda tmp: frame.to_parquet(tmp, index=False, compression="zstd"))
     else:
         atomic_write_with(path, lambda tmp: frame.to_csv(tmp, index=False))
 

@@ -234,9 +234,11 @@ def trial_rows(task: TaskSpec, part: str, index: np.ndarray, configs: np.ndarray
             "best_index": curves.best_index[:n],
             "status": np.where(diverged, "diverged", "ok"),
             "diverged_step": curves.diverged_step[:n],
-            "valid_error_curve": [list(map(float, c)) for c in curves.valid_error[:n]],
-            "train_loss_curve": [list(map(float, c)) for c in curves.train_loss[:n]],
-            "eval_steps": [list(map(int, curves.eval_steps))] * n,
+            # Curves as float32 lists (Parquet list<float>): the error rates are counts over at
+            # most a few thousand validation examples, and float32 halves the files.
+            "valid_error_curve": list(np.asarray(curves.valid_error[:n], np.float32)),
+            "train_loss_curve": list(np.asarray(curves.train_loss[:n], np.float32)),
+            "eval_steps": [np.asarray(curves.eval_steps, np.int32)] * n,
         }
     )
     return pd.DataFrame(rows)

@@ -23,6 +23,11 @@ def add_arguments(parser) -> None:
         metavar="TASK",
         help="tasks as dataset-model-bsN[:epochs] (default: the 14 bundled tasks; see --list-tasks)",
     )
+    parser.add_argument(
+        "--task-set",
+        choices=("pd1_mini", "pd1_scale"),
+        help="a named set of tasks instead of --tasks: pd1_mini (14 tasks, the default) or pd1_scale (24 tasks)",
+    )
     parser.add_argument("--list-tasks", action="store_true", help="print the default tasks, datasets and models, then exit")
     parser.add_argument("--matched", type=int, default=250, help="Halton configurations shared by all tasks (default 250)")
     parser.add_argument("--unmatched", type=int, default=150, help="random configurations per task (default 150)")
@@ -44,6 +49,8 @@ def _command_line(args) -> str:
     parts = ["metabo", "collect", "--out", args.out]
     if args.tasks:
         parts += ["--tasks", *args.tasks]
+    if args.task_set:
+        parts += ["--task-set", args.task_set]
     parts += ["--matched", str(args.matched), "--unmatched", str(args.unmatched)]
     if args.epochs is not None:
         parts += ["--epochs", str(args.epochs)]
@@ -59,11 +66,14 @@ def run(args) -> int:
     import sys
 
     from metabo.collect.runner import CollectionPlan, collect, load_results, summarize
-    from metabo.collect.tasks import DATASET_INFO, DEFAULT_TASKS, MODELS, parse_task
+    from metabo.collect.tasks import DATASET_INFO, DEFAULT_TASKS, MODELS, TASK_SETS, parse_task
     from metabo.commands.common import UserError
 
+    if args.tasks and args.task_set:
+        raise UserError("give --tasks or --task-set, not both")
+    base_tasks = TASK_SETS[args.task_set] if args.task_set else DEFAULT_TASKS
     if args.list_tasks:
-        for task in DEFAULT_TASKS:
+        for task in base_tasks:
             print(f"{task.name:<32} epochs={task.epochs}")
         print("datasets: " + ", ".join(f"{k} ({v['kind']})" for k, v in DATASET_INFO.items()))
         print("models:   " + ", ".join(MODELS))
@@ -73,9 +83,9 @@ def run(args) -> int:
         if args.tasks:
             tasks = tuple(parse_task(t, args.epochs) for t in args.tasks)
         elif args.epochs is not None:
-            tasks = tuple(parse_task(t.name, args.epochs) for t in DEFAULT_TASKS)
+            tasks = tuple(parse_task(t.name, args.epochs) for t in base_tasks)
         else:
-            tasks = DEFAULT_TASKS
+            tasks = base_tasks
         plan = CollectionPlan(
             tasks,
             n_matched=args.matched,
