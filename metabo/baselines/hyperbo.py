@@ -1,10 +1,12 @@
 """HyperBO: BO under a GP prior pre-trained on the training tasks (Wang et al., JMLR 2024), and
 the regret-bounded empirical variant (Wang, Kim, Kaelbling, NeurIPS 2018).
 
-- ``hyperbo``: pre-train (``metabo.pretrain.pretrain``) with the NLL objective on every
-  training task, matched or not; then EI under the pre-trained prior, conditioned on the target
-  task's observations (``metabo.bo.engine``). At step 0 EI is maximized under the prior alone
-  (the incumbent is the best prior mean), so the first proposal is already informed.
+- ``hyperbo``: exactly what a user runs. ``metabo.pretrain.pretrain`` with the shipped defaults
+  (``metabo.defaults``: model, steps, per-step subsampling, output warp) on every training
+  task, matched or not; then the BO core (``metabo.bo.designer.Designer``) under that prior on
+  the target's pool, the same object ``metabo.Optimizer``, ``metabo suggest`` and the Optuna
+  sampler use. At step 0 EI is maximized under the prior alone (the incumbent is the best prior
+  mean), so the first proposal is already informed.
 - ``hyperbo-ekl``: the same with the EKL objective where the training data allow it
   (``ekl_plan``). EKL has no per-step subsampling and pads all blocks to the largest, so the log
   is first prepared by ``thin_matched``: matched blocks (configurations shared by >= 2 tasks)
@@ -19,29 +21,20 @@ the regret-bounded empirical variant (Wang, Kim, Kaelbling, NeurIPS 2018).
   sample covariance of the training tasks' scores on their shared points
   (``metabo.bo.empirical.EmpiricalPrior``), with the paper's GP-UCB (default) or PI.
 
-Scores are standardized per task (option ``standardize``, default True): every training task's
-scores to mean 0 and standard deviation 1 before pre-training (``standardized_log``), and the
-target's observations by their own mean and standard deviation at each step
-(``standardize_observations``; only centred with one observation). Without it, tasks on very
-different scales (an error rate of 0 gives the score -log(1e-10) = 23, against 0.3-4 for the
-other tasks of the bundled data) inflate the pooled signal and noise variances and EI stalls;
-on the bundled PD1-style data, leave-one-task-out over 7 targets, it lowered the mean normalized
-regret after 5 evaluations from 0.10 to 0.07 (matched) and from 0.10 to 0.03 (unmatched).
-``standardize=False`` is the paper's method on raw scores.
+Scores are warped per task the way the Prior says (``metabo.warp``; default
+``metabo.defaults.WARP``): the training tasks' scores inside ``pretrain``, the target's
+observations by the BO core at every step.
 
 Pre-training is seed-independent: its own seed is the option ``pretrain_seed`` (default 0), so
 every seed of one target task shares one pre-training (``cached_setup``, keyed by the training
 log's content and the options).
 
-Options (``hyperbo``, ``hyperbo-ekl``):
-  ``mean`` (default ``"mlp"``), ``kernel`` (``"matern52"``), ``mean_hidden`` ((32, 32)),
-  ``feature_sizes`` (()): the GP structure (``metabo.gp.GPModel``); or ``model``, a
-  ``GPModel`` or its dict;
-  ``pretrain_steps`` (default 300 Adam steps), ``batch_size`` (default 128: NLL on a random
-  subset of at most this many points per task at each step, so large tasks cost no more than
-  small ones; ``None`` for all points), ``learning_rate`` (0.02), ``ekl_weight`` (1.0),
-  ``pretrain_seed`` (0). With ``batch_size`` the cost of a pre-training step stops growing with
-  the tasks' sizes beyond 128 points;
+Options (``hyperbo``, ``hyperbo-ekl``) override ``pretrain``'s defaults, never replace them:
+  ``mean``, ``kernel``, ``mean_hidden``, ``feature_sizes``: the GP structure (``metabo.gp.GPModel``,
+  the rest from ``metabo.defaults.model_spec()``); or ``model``, a ``GPModel`` or its dict;
+  ``pretrain_steps``, ``batch_size`` (``None``: every point at every step), ``learning_rate``,
+  ``ekl_weight``, ``warp`` and ``pretrain_seed`` (0): ``pretrain``'s ``steps``, ``batch_size``,
+  ``learning_rate``, ``ekl_weight``, ``warp`` and ``seed``;
   ``acquisition`` (``"ei"``; any of ``metabo.bo.engine.ACQUISITIONS``).
 
 Options (``hyperbo-empirical``): ``acquisition`` (``"gp-ucb"`` or ``"pi"``), ``delta`` (0.05),
@@ -67,77 +60,62 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
 from metabo.baselines.base import Method, cached_setup, random_unobserved, register
 from metabo.baselines.zeroshot import array_digest, content_key, match_rows
+from metabo.bo.designer import Designer
 from metabo.bo.empirical import EMPIRICAL_ACQUISITIONS, EmpiricalPrior, acquisition_arrays, zeta
-from metabo.bo.engine import Acquisition, suggest_box, suggest_finite
+from metabo.bo.engine import Acquisition
 from metabo.bo.maximize import masked_argmax
 from metabo.bo.single_task import bucket_size
 from metabo.data import STATUS_COLUMN, TASK_COLUMN, TuningLog
+from metabo.defaults import model_spec
 from metabo.gp.linalg import warn_jitter
 from metabo.gp.model import GPModel
-from metabo.space import Objective, Space
 
-DEFAULT_PRETRAIN_STEPS = 300
-DEFAULT_BATCH_SIZE = 128
 DEFAULT_EKL_POINTS = 256
 DEFAULT_EKL_MIN_POINTS = 16
-DEFAULT_STANDARDIZE = True
 
 
 class EmpiricalNotApplicable(ValueError):
     """``hyperbo-empirical`` cannot score these candidates from these training tasks."""
 
 
-def _model_from_options(options: dict) -> GPModel:
+def pretrain_options(options: dict) -> dict:
+    """The keyword arguments of ``pretrain`` that a method's options override (the rest keep
+    ``pretrain``'s defaults)."""
+    kwargs = {}
     spec = options.get("model")
     if isinstance(spec, GPModel):
-        return spec
-    if isinstance(spec, dict):
-        return GPModel.from_dict(spec)
-    if spec is not None:
+        kwargs["model"] = spec
+    elif isinstance(spec, dict):
+        kwargs["model"] = GPModel.from_dict(spec)
+    elif spec is not None:
         raise ValueError(f"option model must be a GPModel or a dict, got {spec!r}")
-    return GPModel(
-        mean=options.get("mean", "mlp"),
-        kernel=options.get("kernel", "matern52"),
-        mean_hidden=tuple(options.get("mean_hidden", (32, 32))),
-        feature_sizes=tuple(options.get("feature_sizes", ())),
-    )
-
-
-def standardized_log(log: TuningLog) -> TuningLog:
-    """The log with every task's scores standardized (mean 0, std 1 over its valid trials).
-
-    The objective becomes the score itself (maximized, no transform); failed trials keep NaN
-    and their status. A task with a single or constant score is only centred.
-    """
-    frame = log.frame.copy()
-    scores = log.space.objective.to_score(frame[log.space.objective.column].to_numpy())
-    valid = (frame[STATUS_COLUMN].to_numpy() == "ok") & np.isfinite(scores)
-    series = pd.Series(np.where(valid, scores, np.nan), index=frame.index)
-    groups = series.groupby(frame[TASK_COLUMN].to_numpy(), sort=False)
-    mean, std = groups.transform("mean"), groups.transform("std", ddof=0)
-    std = std.where(std > 1e-12, 1.0)
-    objective = Objective(log.space.objective.column, direction="maximize")
-    frame[objective.column] = ((series - mean) / std).to_numpy()
-    space = Space(log.space.parameters, objective)
-    return TuningLog(frame, space)
-
-
-def standardize_observations(y: np.ndarray) -> np.ndarray:
-    """A target task's scores [n] -> standardized by their own mean and std (centred if n < 2)."""
-    if y.size == 0:
-        return y
-    offset = float(np.mean(y))
-    scale = float(np.std(y)) if y.size > 1 else 1.0
-    return (y - offset) / (scale if scale > 1e-12 else 1.0)
+    structure = {k: options[k] for k in ("mean", "kernel", "mean_hidden", "feature_sizes") if k in options}
+    if structure:
+        if "model" in kwargs:
+            raise ValueError(f"give option model or {sorted(structure)}, not both")
+        spec = {**model_spec(), **structure}
+        spec["mean_hidden"], spec["feature_sizes"] = tuple(spec["mean_hidden"]), tuple(spec["feature_sizes"])
+        kwargs["model"] = GPModel(**spec)
+    renamed = {"pretrain_steps": "steps", "pretrain_seed": "seed"}
+    for option in ("pretrain_steps", "batch_size", "learning_rate", "ekl_weight", "warp", "pretrain_seed"):
+        if option in options:
+            kwargs[renamed.get(option, option)] = options[option]
+    if kwargs.get("batch_size") is not None:
+        kwargs["batch_size"] = int(kwargs["batch_size"])
+    for name in ("steps", "seed"):
+        if name in kwargs:
+            kwargs[name] = int(kwargs[name])
+    if "ekl_weight" in kwargs:
+        kwargs["ekl_weight"] = float(kwargs["ekl_weight"])
+    return kwargs
 
 
 @register("hyperbo")
 class HyperBO(Method):
-    """BO with a GP prior pre-trained by NLL on the training tasks."""
+    """BO with a GP prior pre-trained by NLL on the training tasks: ``pretrain`` + the BO core."""
 
     supports_box = True
     objective: str = "nll"
@@ -148,67 +126,36 @@ class HyperBO(Method):
     def _training_log(self) -> TuningLog:
         return self.train
 
-    def _standardize(self) -> bool:
-        value = self.options.get("standardize", DEFAULT_STANDARDIZE)
-        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.strip().lower() in ("true", "1", "yes")
-        if not isinstance(value, (bool, int, np.bool_)):
-            raise ValueError(f"option standardize must be true or false, got {value!r}")
-        return bool(value)
-
     def setup(self) -> None:
         if self.train is None:
             raise ValueError(f"{self.name} needs training tasks to pre-train its prior")
         from metabo.pretrain import pretrain
 
-        model = _model_from_options(self.options)
         objective = self._objective()
-        o = self.options
+        kwargs = pretrain_options(self.options)
 
         def build():
-            log = self._training_log()
-            return pretrain(
-                standardized_log(log) if self._standardize() else log,
-                model=model,
-                objective=objective,
-                steps=int(o.get("pretrain_steps", DEFAULT_PRETRAIN_STEPS)),
-                learning_rate=o.get("learning_rate"),
-                seed=int(o.get("pretrain_seed", 0)),
-                failures=self.failures,
-                batch_size=o.get("batch_size", DEFAULT_BATCH_SIZE),
-                ekl_weight=float(o.get("ekl_weight", 1.0)),
-                progress=False,
-            )
+            return pretrain(self._training_log(), objective=objective, failures=self.failures, progress=False, **kwargs)
 
         self.objective_used = objective
         self.prior = cached_setup(content_key(self, objective=objective), build)
-        self.acquisition = Acquisition.parse(o.get("acquisition", "ei"))
-        self.key = jax.random.key(self.seed)
+        self.acquisition = Acquisition.parse(self.options.get("acquisition", "ei"))
 
-    def _ready(self):
+    def _designer(self, x_obs, y_obs, candidates=None, observed=None) -> Designer:
         if not hasattr(self, "prior"):
             self.setup()
-        return self.prior
-
-    def _observations(self, x_obs, y_obs):
-        x = np.asarray(x_obs, dtype=np.float64).reshape(-1, self.space.dim)
-        y = np.asarray(y_obs, dtype=np.float64).reshape(-1)
-        keep = np.isfinite(y)  # failed trials stay observed but carry no value for the GP
-        x, y = x[keep], y[keep]
-        return x, (standardize_observations(y) if self._standardize() else y)
+        designer = Designer(self.space, self.prior, acquisition=self.acquisition, seed=self.seed, candidates=candidates)
+        # NaN scores are failed trials: the core excludes and imputes them. Candidates marked
+        # observed are excluded even when the history does not hold them.
+        excluded = None if observed is None else np.asarray(candidates)[np.asarray(observed, dtype=bool)]
+        designer.update(x_obs, y_obs, excluded=excluded)
+        return designer
 
     def propose_finite(self, x_obs, y_obs, candidates, observed, step) -> int:
-        prior = self._ready()
-        x, y = self._observations(x_obs, y_obs)
-        key = jax.random.fold_in(self.key, step)
-        return suggest_finite(prior.model, prior.params, x, y, candidates, observed, self.acquisition, key=key, step=step)
+        return self._designer(x_obs, y_obs, candidates, observed).suggest_indices(1)[0]
 
     def propose_box(self, x_obs, y_obs, step) -> np.ndarray:
-        prior = self._ready()
-        x, y = self._observations(x_obs, y_obs)
-        key = jax.random.fold_in(self.key, step)
-        return suggest_box(prior.model, prior.params, x, y, key, self.acquisition, step=step,
-                           round_fn=self.space.round_unit, dim=self.space.dim)
+        return self._designer(x_obs, y_obs).suggest(1)[0]
 
 
 def thin_matched(
@@ -392,11 +339,7 @@ __all__ = [
     "EmpiricalNotApplicable",
     "ekl_plan",
     "thin_matched",
-    "standardized_log",
-    "standardize_observations",
-    "DEFAULT_STANDARDIZE",
+    "pretrain_options",
     "DEFAULT_EKL_POINTS",
     "DEFAULT_EKL_MIN_POINTS",
-    "DEFAULT_PRETRAIN_STEPS",
-    "DEFAULT_BATCH_SIZE",
 ]

@@ -5,16 +5,17 @@
         config = opt.ask()                      # a dict in user units
         opt.tell(config, train(config))         # or: opt.tell(config, status="diverged")
 
-How it suggests:
-  - With a pre-trained prior (an object with ``model``, ``params`` and ``space``, such as
-    ``metabo.Prior``) BO starts at once: the prior conditioned on this task's trials.
-  - Without one, the first ``num_initial`` points come from a scrambled Halton sequence, then
-    each ask fits a single-task GP by maximum likelihood (``fit_single_task``).
+How it suggests: ``Optimizer`` is the BO core (``metabo.bo.designer.Designer``, shared with
+``metabo suggest``, the Optuna sampler and the benchmark) plus user units and a state file:
+  - With a pre-trained prior (``metabo.Prior``) BO starts at once: the prior conditioned on this
+    task's trials, whose scores are warped the way the prior's training tasks were.
+  - Without one, the first ``num_initial`` points are quasi-random, then each ask fits a
+    single-task GP by maximum likelihood.
   - Internally everything is on the unit cube with scores (``Objective.to_score``, maximized);
     integer parameters are rounded and log parameters mapped back when a point is returned.
   - Failed trials (``status`` ``"diverged"`` or ``"failed"``) are observed failures: never
-    suggested again, and given the worst score observed among successful trials in the GP, so it
-    steers away from them (with no successful trial yet they are only excluded).
+    suggested again, and given the worst successful score in the GP, so it steers away from
+    them (with no successful trial yet they are only excluded).
   - Asked-but-not-told points are pending: ``ask`` won't repeat them and treats them as fantasy
     observations at their posterior mean, so parallel workers get different points;
     ``ask(n)`` returns a batch chosen the same way (Thompson sampling: independent draws).
@@ -41,13 +42,12 @@ from typing import Any
 import numpy as np
 
 from metabo.bo.config import Acquisition
+from metabo.bo.designer import SAME_POINT_TOL, Designer
 from metabo.data import STATUSES
-from metabo.space import Space, SpaceError, load_space, scrambled_halton
+from metabo.space import Space, SpaceError, load_space
 
 STATE_FORMAT = "metabo.optimizer"
 STATE_VERSION = 1
-# Two unit-cube points closer than this in every coordinate are the same configuration.
-SAME_POINT_TOL = 1e-9
 
 
 class StateFileError(ValueError):
@@ -164,6 +164,16 @@ class Optimizer:
 
         self._trials: list[Trial] = list(saved["trials"]) if saved else []
         self._pending: list[np.ndarray] = []  # unit-cube points asked but not told
+        self._designer = Designer(
+            self.space,
+            prior,
+            acquisition=self.acquisition,
+            seed=self.seed,
+            candidates=self._candidates_unit,
+            num_initial=self.num_initial,
+            fit_steps=self.fit_steps,
+            fit_restarts=self.fit_restarts,
+        )
         if self.state_path is not None:
             self._write_state(self._trials)
 
@@ -325,127 +335,18 @@ class Optimizer:
         return matrix
 
     # ---- suggestions --------------------------------------------------------------------------
-    def _arrays(self):
-        """Unit-cube inputs and scores of told trials: (x_ok, y_ok, x_failed)."""
-        dim = self.space.dim
-        ok = [t for t in self._trials if t.status == "ok"]
-        failed = [t for t in self._trials if t.status != "ok"]
-        x_ok = (
-            self.space.to_unit(self.space.config_matrix([t.config for t in ok])) if ok else np.zeros((0, dim))
-        )
-        y_ok = self.space.objective.to_score(np.array([t.value for t in ok], dtype=float))
-        x_failed = (
-            self.space.to_unit(self.space.config_matrix([t.config for t in failed]))
-            if failed
-            else np.zeros((0, dim))
-        )
-        return x_ok, y_ok, x_failed
+    def _history(self) -> tuple[np.ndarray, np.ndarray]:
+        """Told trials for the BO core: unit-cube inputs [n, d] and scores [n] (NaN: failure)."""
+        if not self._trials:
+            return np.zeros((0, self.space.dim)), np.zeros(0)
+        x = self.space.to_unit(self.space.config_matrix([t.config for t in self._trials]))
+        values = np.array([np.nan if t.status != "ok" else t.value for t in self._trials], dtype=float)
+        return x, self.space.objective.to_score(values)
 
     def _suggest(self, count: int) -> np.ndarray:
-        x_ok, y_ok, x_failed = self._arrays()
-        pending = np.array(self._pending).reshape(-1, self.space.dim)
-        exclude = np.concatenate([x_ok, x_failed, pending])
-        issued = len(self._trials) + len(self._pending)
-        model_ready = self.prior is not None or len(y_ok) >= 2
-        num_random = count if not model_ready else min(count, max(0, self.num_initial - issued))
-        chosen = []
-        for j in range(num_random):
-            point = self._initial_point(issued + j, np.concatenate([exclude, *[c[None] for c in chosen]]))
-            chosen.append(point)
-        if count > num_random:
-            extra = np.array(chosen).reshape(-1, self.space.dim)
-            chosen.extend(
-                self._model_points(count - num_random, x_ok, y_ok, x_failed, pending, extra, issued)
-            )
-        return np.array(chosen)
-
-    def _initial_point(self, index: int, exclude: np.ndarray) -> np.ndarray:
-        """The index-th quasi-random point (skipping ones already taken)."""
-        if self._candidates_unit is not None:
-            taken = _matches(self._candidates_unit, exclude)
-            free = np.flatnonzero(~taken)
-            if free.size == 0:
-                from metabo.bo.maximize import AllObservedError
-
-                raise AllObservedError(f"all {len(taken)} candidates have been observed or are pending")
-            rng = np.random.default_rng([self.seed, index])
-            return self._candidates_unit[int(rng.choice(free))]
-        # A Halton sequence with a seeded shift: points are spread out, the i-th is reproducible.
-        for offset in range(1000):
-            i = index + offset
-            point = self.space.round_unit(scrambled_halton(i + 1, self.space.dim, self.seed)[i : i + 1])[0]
-            if not _matches(point[None], exclude)[0]:
-                return point
-        rng = np.random.default_rng([self.seed, index])
-        return self.space.round_unit(rng.random((1, self.space.dim)))[0]
-
-    def _model_points(self, count, x_ok, y_ok, x_failed, pending, extra, issued) -> list[np.ndarray]:
-        import jax
-
-        from metabo.bo import engine
-        from metabo.bo.single_task import fit_single_task
-
-        # Keys straight from numpy (raw threefry key data): eager PRNG ops would each cost a
-        # compilation on the CLI's cold path.
-        key_fit, key_suggest = (
-            jax.numpy.asarray(
-                np.random.SeedSequence([self.seed, issued, part]).generate_state(2, dtype=np.uint32)
-            )
-            for part in (0, 1)
-        )
-        # Failures enter the model at the worst successful score (see the module docstring).
-        if len(y_ok) and len(x_failed):
-            x_model = np.concatenate([x_ok, x_failed])
-            y_model = np.concatenate([y_ok, np.full(len(x_failed), y_ok.min())])
-        else:
-            x_model, y_model = x_ok, y_ok
-        if self.prior is not None:
-            model, params = self.prior.model, self.prior.params
-        else:
-            from metabo.bo.single_task import DEFAULT_MODEL
-
-            model = DEFAULT_MODEL
-            params = fit_single_task(
-                x_model, y_model, key_fit, model, steps=self.fit_steps, restarts=self.fit_restarts
-            )
-        step = len(y_model)
-        # Pending points (and initial points chosen in this call) become fantasies at their
-        # posterior mean, so this batch avoids them.
-        fantasies = np.concatenate([pending, extra])
-        if len(fantasies):
-            y_fantasy = engine.posterior_mean(model, params, x_model, y_model, fantasies)
-            x_model = np.concatenate([x_model, fantasies])
-            y_model = np.concatenate([y_model, y_fantasy])
-        exclude = np.concatenate([x_ok, x_failed, fantasies])
-        if self._candidates_unit is not None:
-            observed = _matches(self._candidates_unit, exclude)
-            indices = engine.suggest_finite_batch(
-                model,
-                params,
-                x_model,
-                y_model,
-                self._candidates_unit,
-                count,
-                observed,
-                self.acquisition,
-                key_suggest,
-                step,
-            )
-            return [self._candidates_unit[i] for i in indices]
-        points = engine.suggest_box_batch(
-            model,
-            params,
-            x_model,
-            y_model,
-            key_suggest,
-            count,
-            self.acquisition,
-            step,
-            round_fn=self.space.round_unit,
-            exclude=exclude,
-            dim=self.space.dim,
-        )
-        return list(points)
+        x, scores = self._history()
+        self._designer.update(x, scores, pending=np.array(self._pending).reshape(-1, self.space.dim))
+        return self._designer.suggest(count)
 
     # ---- state file ---------------------------------------------------------------------------
     def _settings(self) -> dict:
@@ -529,14 +430,6 @@ def _load_json(path: str) -> dict:
             f"state file {path!r} has version {data.get('version')!r}; this metabo reads {STATE_VERSION}"
         )
     return data
-
-
-def _matches(points: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """points: [k, d], others: [e, d] -> [k] bool, True where some other point is the same."""
-    if len(others) == 0:
-        return np.zeros(len(points), dtype=bool)
-    distance = np.max(np.abs(points[:, None, :] - others[None, :, :]), axis=-1)
-    return np.any(distance <= SAME_POINT_TOL, axis=1)
 
 
 def _model_dict(model) -> Any:

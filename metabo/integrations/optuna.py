@@ -9,7 +9,8 @@
     study.optimize(objective, n_trials=30)
 
 Needs the ``metabo[optuna]`` extra. The sampler translates Optuna's trials into the prior's
-terms and calls metabo's BO engine (``metabo.bo.engine``); it has no BO logic of its own:
+terms and hands them to metabo's BO core (``metabo.bo.designer.Designer``, the same one
+``metabo.Optimizer`` and the benchmark use); it has no BO logic of its own:
 
 - Parameters are matched to the prior's search space by name (``mapping`` renames Optuna names).
   Float and int distributions, log-scaled or not, with or without ``step``, are supported.
@@ -23,15 +24,15 @@ terms and calls metabo's BO engine (``metabo.bo.engine``); it has no BO logic of
 - Objective values become scores with the prior's ``Objective.to_score`` (minimized values are
   negated; ``neg_log`` priors take ``-log(value)``), so the study's direction must be the prior's
   (checked, with a clear error). Multi-objective studies are not supported.
-- History: COMPLETE trials are observations; FAIL and PRUNED trials are observed failures, given
-  the worst score seen so far (``failures="impute_worst"``, metabo's BO convention) or only kept
-  from being proposed again (``"exclude"``); RUNNING trials (other workers) are not proposed again.
+- History: COMPLETE trials are observations; FAIL and PRUNED trials are observed failures (the
+  core gives them the worst successful score); RUNNING trials (other workers) are pending points:
+  not proposed again, and fantasized so that parallel workers get different configurations.
 - The search space is known only once a trial has completed. Until then (the first trial) the
   sampler is called parameter by parameter; it then computes the whole configuration once, from
   the prior alone, at the first call of the trial and hands out its coordinates. So the very first
   trial already follows the prior.
-- Randomness: every suggestion's PRNG key is derived from ``seed`` and the trial number, so a
-  study is reproducible for a given seed (and trials running in parallel get different keys).
+- Randomness: every suggestion's PRNG key is derived from ``seed`` and the number of trials
+  issued before it, so a study is reproducible for a given seed.
 """
 
 from __future__ import annotations
@@ -58,8 +59,6 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("metabo.integrations.optuna needs optuna: pip install 'metabo[optuna]'") from err
 
-FAILURE_POLICIES = ("impute_worst", "exclude")
-
 
 class UnsupportedParameterError(ValueError):
     """A parameter the sampler cannot model (categorical)."""
@@ -84,7 +83,8 @@ class PretrainedGPSampler(BaseSampler):
       mapping: Optuna parameter name -> the prior's parameter name, for names that differ.
       independent_sampler: samples parameters the prior does not know (default
         ``RandomSampler(seed)``).
-      failures: ``"impute_worst"`` or ``"exclude"``, for FAIL and PRUNED trials.
+      candidates: a finite candidate set (a list of configurations or an [m, d] array in user
+        units, the prior's parameter order): suggestions are drawn from it, never repeated.
       num_candidates: size of the candidate set when the study's ranges differ from the prior's.
       warn_independent_sampling: warn once per parameter sampled by ``independent_sampler``.
     """
@@ -97,7 +97,7 @@ class PretrainedGPSampler(BaseSampler):
         acquisition="ei",
         mapping: Mapping[str, str] | None = None,
         independent_sampler: BaseSampler | None = None,
-        failures: str = "impute_worst",
+        candidates=None,
         num_candidates: int = 2048,
         warn_independent_sampling: bool = True,
     ):
@@ -106,8 +106,6 @@ class PretrainedGPSampler(BaseSampler):
         for attribute in ("model", "params", "space"):
             if not hasattr(prior, attribute):
                 raise TypeError(f"prior must have model, params and space (a metabo.Prior); it has no {attribute!r}")
-        if failures not in FAILURE_POLICIES:
-            raise ValueError(f"failures must be one of {FAILURE_POLICIES}, got {failures!r}")
         self.prior = prior
         self.space = prior.space
         self.seed = int(seed)
@@ -116,7 +114,17 @@ class PretrainedGPSampler(BaseSampler):
         unknown = sorted(set(self.mapping.values()) - set(self.space.names))
         if unknown:
             raise ValueError(f"mapping targets {unknown} are not parameters of the prior's space {list(self.space.names)}")
-        self.failures = failures
+        self._candidates_user = self._candidates_unit = None
+        if candidates is not None:
+            # A finite set in user units (the prior's parameter order): suggestions come from it.
+            matrix = (
+                self.space.config_matrix(list(candidates))
+                if len(candidates) and isinstance(candidates[0], Mapping)
+                else np.atleast_2d(np.asarray(candidates, dtype=np.float64))
+            )
+            if matrix.ndim != 2 or matrix.shape[1] != self.space.dim or len(matrix) == 0:
+                raise ValueError(f"candidates must be a non-empty [m, {self.space.dim}] set, got shape {matrix.shape}")
+            self._candidates_user, self._candidates_unit = matrix, self.space.to_unit(matrix)
         self.num_candidates = int(num_candidates)
         self.independent_sampler = independent_sampler or RandomSampler(seed=self.seed)
         self.warn_independent_sampling = warn_independent_sampling
@@ -220,10 +228,11 @@ class PretrainedGPSampler(BaseSampler):
         return latest
 
     def _history(self, study, current: int):
-        """Observations in the prior's unit cube: x [n, d], scores y [n], excluded points [e, d]."""
+        """The study's trials in the prior's unit cube: x [n, d] with scores [n] (NaN for a
+        failure) and pending points [p, d] (trials running in other workers)."""
         names = self._optuna_names()
         objective = self.space.objective
-        xs, ys, failed, pending = [], [], [], []
+        xs, ys, pending = [], [], []
         for past in study.get_trials(deepcopy=False):
             if past.number == current or past.state == TrialState.WAITING:
                 continue
@@ -237,63 +246,46 @@ class PretrainedGPSampler(BaseSampler):
             if past.state == TrialState.COMPLETE:
                 with np.errstate(all="ignore"):
                     score = float(objective.to_score(np.asarray([past.value]))[0])
-                if math.isfinite(score):
-                    xs.append(unit)
-                    ys.append(score)
-                else:
-                    failed.append(unit)
+                xs.append(unit)
+                ys.append(score if math.isfinite(score) else math.nan)  # no score: a failure
             elif past.state in (TrialState.FAIL, TrialState.PRUNED):
-                failed.append(unit)
+                xs.append(unit)
+                ys.append(math.nan)
             elif past.state == TrialState.RUNNING:
                 pending.append(unit)
         d = self.space.dim
-        x = np.asarray(xs, dtype=np.float64).reshape(-1, d)
-        y = np.asarray(ys, dtype=np.float64)
-        failed = np.asarray(failed, dtype=np.float64).reshape(-1, d)
-        pending = np.asarray(pending, dtype=np.float64).reshape(-1, d)
-        if self.failures == "impute_worst" and len(failed) and len(y):
-            x = np.concatenate([x, failed])
-            y = np.concatenate([y, np.full(len(failed), y.min())])
-        exclude = np.concatenate([x, failed, pending])
-        return x, y, exclude
+        return (
+            np.asarray(xs, dtype=np.float64).reshape(-1, d),
+            np.asarray(ys, dtype=np.float64),
+            np.asarray(pending, dtype=np.float64).reshape(-1, d),
+        )
 
     def _suggest(self, study, trial: FrozenTrial, distributions: Mapping[str, BaseDistribution | None]) -> dict[str, float]:
         """The next configuration, prior name -> value inside ``distributions`` (None: the prior's range)."""
-        import jax
+        from metabo.bo.designer import Designer
 
-        from metabo.bo import engine
-
-        x, y, exclude = self._history(study, trial.number)
-        key = jax.random.fold_in(jax.random.key(self.seed), trial.number)
-        model, params = self.prior.model, self.prior.params
-        if all(d is None or _matches(d, self.space[name]) for name, d in distributions.items()):
-            unit = engine.suggest_box(
-                model,
-                params,
-                x,
-                y,
-                key,
-                acquisition=self.acquisition,
-                round_fn=self.space.round_unit,
-                exclude=exclude,
-                dim=self.space.dim,
-            )
-            values = self.space.from_unit(unit[None])[0]
+        x, scores, pending = self._history(study, trial.number)
+        full_box = all(d is None or _matches(d, self.space[name]) for name, d in distributions.items())
+        if self._candidates_unit is not None:
+            user, unit = self._candidates_user, self._candidates_unit
+        elif full_box:
+            user = unit = None
         else:
-            user = self._candidates(distributions, int(jax.random.randint(key, (), 0, 2**30)))
-            unit = self.space.to_unit(user)
+            seed = int(np.random.SeedSequence([self.seed, trial.number]).generate_state(1)[0] >> 2)
+            user = self._candidates(distributions, seed)
+            with np.errstate(all="ignore"):
+                unit = self.space.to_unit(user)
             if not np.all(np.isfinite(unit)):
                 raise UnsupportedParameterError(
                     "a study distribution reaches values the prior's space cannot represent (<= 0 on a log scale): "
                     + ", ".join(f"{n} {d}" for n, d in distributions.items() if d is not None)
                 )
-            observed = _near(unit, exclude)
-            if observed.all():
-                observed[:] = False  # nothing new left: allow a repeat rather than fail the study
-            index = engine.suggest_finite(
-                model, params, x, y, unit, observed, acquisition=self.acquisition, key=jax.random.fold_in(key, 1)
-            )
-            values = user[index]
+        designer = Designer(self.space, self.prior, acquisition=self.acquisition, seed=self.seed, candidates=unit)
+        designer.update(x, scores, pending)
+        if unit is None:
+            values = self.space.from_unit(designer.suggest(1))[0]
+        else:
+            values = user[designer.suggest_indices(1)[0]]
         return {
             name: _fit_to(value, distributions.get(name)) if distributions.get(name) is not None else _as_type(value, self.space[name])
             for name, value in zip(self.space.names, values, strict=True)
@@ -352,14 +344,6 @@ def _fit_to(value: float, distribution: BaseDistribution) -> float | int:
 
 def _as_type(value: float, parameter) -> float | int:
     return int(round(value)) if parameter.type == "int" else float(value)
-
-
-def _near(points: np.ndarray, exclude: np.ndarray, tol: float = 1e-9) -> np.ndarray:
-    """points: [m, d], exclude: [e, d] -> [m] bool, True within ``tol`` of an excluded point."""
-    if len(exclude) == 0:
-        return np.zeros(len(points), dtype=bool)
-    distance = np.max(np.abs(points[:, None, :] - exclude[None, :, :]), axis=-1)
-    return np.any(distance <= tol, axis=1)
 
 
 __all__ = ["PretrainedGPSampler", "UnsupportedParameterError", "IncompatibleStudyError"]

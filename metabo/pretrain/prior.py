@@ -31,7 +31,10 @@ from typing import Any
 import numpy as np
 
 from metabo.gp.model import GPModel, GPParams
+from metabo.precision import float64
 from metabo.space import Space, SpaceError
+from metabo.version import __version__
+from metabo.warp import OutputWarp
 
 FORMAT_NAME = "metabo-prior"
 FORMAT_VERSION = 1
@@ -72,6 +75,9 @@ class Prior:
       tasks: names of the training tasks.
       losses: final losses (per point), e.g. ``{"train": ..., "train_nll": ..., "heldout_nll": ...}``.
       info: provenance: objective, optimizer, steps, seed, time, metabo version, ...
+      warp: the output warp the training tasks' scores went through (``metabo.warp``); a new
+        task's scores are warped the same way before conditioning (``predict``, the BO core).
+        The model's outputs are warped scores.
     """
 
     model: GPModel
@@ -80,6 +86,7 @@ class Prior:
     tasks: tuple[str, ...] = ()
     losses: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    warp: OutputWarp = OutputWarp("none")
 
     def __post_init__(self):
         if not isinstance(self.model, GPModel):
@@ -92,14 +99,17 @@ class Prior:
         object.__setattr__(self, "tasks", tuple(str(t) for t in self.tasks))
         object.__setattr__(self, "losses", dict(self.losses))
         object.__setattr__(self, "info", dict(self.info))
+        object.__setattr__(self, "warp", OutputWarp.from_dict(self.warp))
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
+    @float64
     def default(cls, space: Space, model: GPModel | None = None, seed: int = 0) -> Prior:
         """The uninformed prior used when nothing has been learned.
 
         Constant mean 0, signal variance 1, noise variance 0.01 and lengthscale 0.5 on every
-        unit-cube axis (1 for the dot-product kernel), i.e. scores assumed roughly standardized.
+        unit-cube axis (1 for the dot-product kernel), on scores warped by the default warp
+        (``metabo.defaults.WARP``), which makes them roughly standardized.
         MLP weights (if any) are drawn from ``seed``.
         """
         import jax
@@ -111,9 +121,12 @@ class Prior:
         )
         params = model.with_hyper(params, lengthscale=lengthscale, signal=DEFAULT_SIGNAL, noise=DEFAULT_NOISE)
         params = params._replace(mean_constant=np.asarray(DEFAULT_MEAN))
-        return cls(model, params, space, (), {}, {"kind": "default", "seed": int(seed)})
+        from metabo.defaults import WARP
+
+        return cls(model, params, space, (), {}, {"kind": "default", "seed": int(seed)}, warp=OutputWarp(WARP))
 
     # ---- use ------------------------------------------------------------------------------
+    @float64
     def hyperparameters(self) -> dict[str, Any]:
         """Constrained values as plain Python numbers: mean constant, lengthscales, signal, noise."""
         h = self.model.hyper(self.params)
@@ -128,19 +141,23 @@ class Prior:
             out["bias"] = float(h.bias)
         return out
 
+    @float64
     def condition(self, x_unit, y_score):
-        """Condition on a task's observations: x_unit [n, d], y_score [n] -> ``metabo.gp.Conditioned``."""
+        """Condition on a task's observations: x_unit [n, d], y_score [n] (scores, warped here
+        with ``warp``) -> ``metabo.gp.Conditioned``."""
         from metabo.gp import warn_jitter
 
-        x, y = self._check_x(x_unit, "x_unit"), self._check_y(y_score, x_unit)
+        x, y = self._check_x(x_unit, "x_unit"), self.warp(self._check_y(y_score, x_unit))
         state = _condition_jit(self.model)(self.params, x, y)
         warn_jitter(state.jitter, where="Prior.condition")
         return state
 
+    @float64
     def predict(self, x_unit, y_score, xq_unit, include_noise: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and variance at xq_unit [m, d] given (x_unit [n, d], y_score [n]).
 
-        -> (mean [m], var [m]) as NumPy arrays; ``include_noise`` adds the observation noise.
+        -> (mean [m], var [m]) as NumPy arrays, in warped units (the scores are warped with
+        ``warp`` first, as the BO core does); ``include_noise`` adds the observation noise.
         With no observations (n = 0) this is the prior.
         """
         xq = self._check_x(xq_unit, "xq_unit")
@@ -155,10 +172,12 @@ class Prior:
         mean, var = _predict_jit(self.model, bool(include_noise))(self.params, state, xq)
         return np.asarray(mean), np.asarray(var)
 
+    @float64
     def mean(self, xq_unit) -> np.ndarray:
         """Prior mean at xq_unit [m, d] -> [m]."""
         return np.asarray(self.model.mean_fn(self.params, self._check_x(xq_unit, "xq_unit")))
 
+    @float64
     def cov(self, x1_unit, x2_unit=None) -> np.ndarray:
         """Prior covariance (without noise): x1 [n, d], x2 [m, d] (default x1) -> [n, m]."""
         x1 = self._check_x(x1_unit, "x1_unit")
@@ -187,8 +206,6 @@ class Prior:
 
     # ---- file -----------------------------------------------------------------------------
     def header(self) -> dict[str, Any]:
-        from metabo import __version__
-
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -199,6 +216,7 @@ class Prior:
             "losses": _jsonable(self.losses),
             "info": _jsonable(self.info),
             "params": [name for name, _ in _flatten(self.params)],
+            "warp": self.warp.to_dict(),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -217,6 +235,7 @@ class Prior:
         atomic_write_with(path, write)
 
     @classmethod
+    @float64
     def load(cls, path: str | os.PathLike) -> Prior:
         """Read a prior written by ``save``.
 
@@ -289,7 +308,12 @@ class Prior:
                 raise PriorFileError(f"{path}: parameter {name!r} is not a finite float array")
             leaves.append(value.astype(np.float64))
         params = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
-        return cls(model, params, space, tuple(header["tasks"]), header["losses"], header["info"])
+        try:
+            # Files written before warps existed were trained on the scores themselves.
+            warp = OutputWarp.from_dict(header.get("warp", {"kind": "none"}))
+        except ValueError as err:
+            raise PriorFileError(f"{path}: {err}; this metabo cannot apply that warp") from err
+        return cls(model, params, space, tuple(header["tasks"]), header["losses"], header["info"], warp=warp)
 
 
 # ---- helpers ----------------------------------------------------------------------------------

@@ -7,49 +7,92 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
-from metabo.data import TuningLog
+import metabo.defaults as defaults
+from metabo.data import STATUS_COLUMN, TASK_COLUMN, TuningLog
 from metabo.gp.model import GPModel
-from metabo.pretrain.fit import DEFAULT_LEARNING_RATE, blas_thread_limit, evaluate, fit
+from metabo.precision import float64
+from metabo.pretrain.fit import blas_thread_limit, evaluate, fit
 from metabo.pretrain.objectives import OBJECTIVES, PretrainError, pad_blocks
 from metabo.pretrain.prior import Prior
+from metabo.space import Objective, Space
+from metabo.version import __version__
+from metabo.warp import OutputWarp
 
 # Padded task lengths are rounded up to a multiple of this, so logs of similar sizes (e.g. the
 # leave-one-task-out runs of one benchmark) give identical array shapes and share compiled code.
 PAD_BUCKET = 8
 
 
+def warp_log(log: TuningLog, warp: OutputWarp | str) -> TuningLog:
+    """The log with every task's scores warped by ``warp`` (``metabo.warp``), task by task.
+
+    The objective becomes the warped score itself (maximized, no transform); failed trials keep
+    NaN and their status, so the failure policy still applies afterwards.
+    """
+    warp = OutputWarp.from_dict(warp)
+    frame = log.frame.copy()
+    scores = log.space.objective.to_score(frame[log.space.objective.column].to_numpy(dtype=float))
+    valid = (frame[STATUS_COLUMN].to_numpy() == "ok") & np.isfinite(scores)
+    scores = np.where(valid, scores, np.nan)
+    objective = Objective(log.space.objective.column, direction="maximize")
+    frame[objective.column] = warp.apply_by_group(scores, frame[TASK_COLUMN].to_numpy())
+    return TuningLog(frame, Space(log.space.parameters, objective))
+
+
+def _as_log(log, space) -> TuningLog:
+    if isinstance(log, TuningLog):
+        return log
+    if isinstance(log, (str, pd.DataFrame)) or hasattr(log, "__fspath__"):
+        if space is None:
+            raise PretrainError("pre-training from a file or a DataFrame needs its search space: pass space=...")
+        from metabo.data import read_log
+
+        return read_log(log, space)
+    raise PretrainError(f"log must be a TuningLog, a path or a DataFrame, got {type(log).__name__}")
+
+
+@float64
 def pretrain(
-    log: TuningLog,
-    model: GPModel = GPModel(),
-    objective: str = "nll",
-    steps: int = 1000,
+    log: TuningLog | str | pd.DataFrame,
+    model: GPModel | None = None,
+    objective: str = defaults.OBJECTIVE,
+    steps: int = defaults.STEPS,
     optimizer: str = "adam",
     learning_rate: float | None = None,
     seed: int = 0,
-    failures: str = "drop",
-    batch_size: int | None = None,
+    failures: str = defaults.FAILURES,
+    batch_size: int | None = defaults.BATCH_SIZE,
     heldout: Sequence[str] | None = None,
     ekl_weight: float = 1.0,
     progress: bool | None = None,
     eval_every: int = 10,
     patience: int = 20,
+    warp: OutputWarp | str = defaults.WARP,
+    space: Space | str | None = None,
 ) -> Prior:
     """Pre-train a GP prior on the tasks of a tuning log.
 
+    The defaults (``metabo.defaults``) are the ones ``metabo pretrain`` and the benchmark use.
+
     Args:
-      log: the training tasks (``metabo.data.TuningLog``); scores and unit-cube inputs come from
-        its space.
-      model: the GP structure to fit.
+      log: the training tasks: a ``metabo.data.TuningLog``, or a path / DataFrame read with
+        ``space``; scores and unit-cube inputs come from its space.
+      model: the GP structure to fit (default: ``metabo.defaults.model_spec()``).
       objective: ``"nll"`` (all tasks, matched or not), ``"ekl"`` (matched blocks: configurations
         evaluated on at least two tasks) or ``"nll+ekl"`` (``NLL + ekl_weight * EKL``, both per
         point).
       steps, optimizer, learning_rate, seed, batch_size: see ``metabo.pretrain.fit.fit``
-        (``learning_rate`` defaults to ``DEFAULT_LEARNING_RATE`` for Adam).
+        (``learning_rate`` defaults to ``metabo.defaults.LEARNING_RATE`` for Adam;
+        ``batch_size=None`` uses every point at every step).
       failures: ``"drop"`` or ``"impute_worst"`` for diverged / failed trials.
       heldout: task names kept out of training; their per-point NLL drives early stopping
         (``eval_every``, ``patience``) and the best parameters on them are kept.
       progress: progress bar (default: only on a terminal).
+      warp: the output warp applied to each task's scores before fitting (``metabo.warp``); the
+        Prior stores it and the BO core warps a new task's observations the same way.
+      space: the search space, when ``log`` is a path or a DataFrame.
 
     Returns a ``Prior`` whose ``losses`` hold the final per-point ``train`` objective,
     ``train_nll`` / ``train_ekl`` and ``heldout_nll`` (when available), and whose ``info`` records
@@ -57,8 +100,15 @@ def pretrain(
     spread lies outside [1e-2, 1e2] are fitted in units of a power of ten (``info["score_unit"]``)
     and the Prior is re-expressed exactly in the scores' own units (``GPModel.rescaled``).
     """
-    if not isinstance(log, TuningLog):
-        raise PretrainError(f"log must be a TuningLog (see metabo.read_log), got {type(log).__name__}")
+    from metabo.space import load_space
+
+    log = _as_log(log, None if space is None else load_space(space))
+    model = GPModel(**defaults.model_spec()) if model is None else model
+    warp = OutputWarp.from_dict(warp)
+    user_space = log.space
+    log = warp_log(log, warp)
+    if learning_rate is None and optimizer == "adam":
+        learning_rate = defaults.LEARNING_RATE
     if objective not in OBJECTIVES:
         raise PretrainError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
     start = time.perf_counter()
@@ -124,20 +174,17 @@ def pretrain(
         if heldout_padded is not None:
             losses["heldout_nll"] = evaluate(model, params, heldout_padded)["nll"]
 
-    from metabo import __version__
-
     info = {
         "objective": objective,
         "optimizer": optimizer,
-        "learning_rate": learning_rate
-        if learning_rate is not None
-        else (DEFAULT_LEARNING_RATE if optimizer == "adam" else None),
+        "learning_rate": learning_rate,
         "steps": int(steps),
         "steps_run": result.steps_run,
         "best_step": result.best_step,
         "stop_reason": result.stop_reason,
         "seed": int(seed),
         "failures": failures,
+        "warp": warp.to_dict(),
         "batch_size": batch_size,
         "ekl_weight": float(ekl_weight),
         "heldout_tasks": heldout,
@@ -151,7 +198,7 @@ def pretrain(
         "metabo_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    return Prior(model, params, log.space, tuple(names), losses, info)
+    return Prior(model, params, user_space, tuple(names), losses, info, warp=warp)
 
 
 def score_unit(padded, low: float = 1e-2, high: float = 1e2) -> float:

@@ -9,8 +9,6 @@ from metabo.baselines import get_method
 from metabo.baselines.hyperbo import (
     EmpiricalNotApplicable,
     ekl_plan,
-    standardize_observations,
-    standardized_log,
     thin_matched,
 )
 from metabo.baselines.zeroshot import match_rows
@@ -62,10 +60,11 @@ def test_pretraining_is_shared_by_seeds_and_keyed_by_content(matched):
     other = get_method("hyperbo")(matched.space, doubled, seed=1, **FAST)
     other.setup()
     assert other.prior is not a.prior
-    # ...which, on per-task standardized scores, finds the same prior (affine invariance),
+    # ...which, on per-task warped scores, finds the same prior (the default warp is invariant to
+    # increasing maps of a task's scores),
     np.testing.assert_allclose(other.prior.hyperparameters()["lengthscale"], a.prior.hyperparameters()["lengthscale"])
     # while on raw scores the variances scale with the square of the factor.
-    raw = [get_method("hyperbo")(matched.space, log, seed=1, standardize=False, **FAST) for log in (train, doubled)]
+    raw = [get_method("hyperbo")(matched.space, log, seed=1, warp="none", **FAST) for log in (train, doubled)]
     for method in raw:
         method.setup()
     ratio = raw[1].prior.hyperparameters()["signal"] / raw[0].prior.hyperparameters()["signal"]
@@ -203,21 +202,3 @@ def test_thin_matched_removes_fragments(matched):
     assert [len(b.x) for b in thin.matched_blocks()] == [37]
     assert len(thin.task_arrays("task2")[1]) == 37
     assert ekl_plan(log)[0] == "ekl"
-
-
-def test_standardized_log_per_task(matched):
-    frame = matched.frame.copy()
-    frame.loc[frame.index[frame["task"] == "task2"][:2], "status"] = "diverged"
-    log = read_log(frame, matched.space)
-    std = standardized_log(log)
-    scored = std.scored()
-    groups = scored.groupby("task")["score"]
-    np.testing.assert_allclose(groups.mean(), 0.0, atol=1e-12)
-    np.testing.assert_allclose(groups.std(ddof=0), 1.0)
-    # Scores are an increasing affine map of the original ones within each task.
-    original = log.task_arrays("task3")[1]
-    np.testing.assert_allclose(std.task_arrays("task3")[1], (original - original.mean()) / original.std())
-    assert (std.frame["status"] == "diverged").sum() == 2 and len(std.task_arrays("task2")[1]) == 38
-    y = np.array([1.0, 2.0, 4.0])
-    np.testing.assert_allclose(standardize_observations(y), (y - y.mean()) / y.std())
-    np.testing.assert_allclose(standardize_observations(np.array([5.0])), [0.0])

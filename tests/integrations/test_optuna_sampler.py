@@ -172,14 +172,13 @@ def test_history_scores_failures_and_pending_trials(prior):
     study.tell(trials[2], state=optuna.trial.TrialState.FAIL)
     # trials[3] stays RUNNING
     sampler = PretrainedGPSampler(prior, seed=0)
-    x, y, exclude = sampler._history(study, current=-1)
+    x, scores, pending = sampler._history(study, current=-1)
     params = [study.trials[i].params for i in range(4)]
     unit = SPACE.to_unit(np.asarray([[p[n] for n in SPACE.names] for p in params]))
     np.testing.assert_allclose(x, unit[[0, 1, 2]])
-    np.testing.assert_allclose(y, [-2.0, -1.0, -2.0])  # scores = -loss; the failure gets the worst
-    np.testing.assert_allclose(exclude[-1], unit[3])  # the running trial is not proposed again
-    x, y, exclude = PretrainedGPSampler(prior, seed=0, failures="exclude")._history(study, current=-1)
-    assert len(y) == 2 and len(exclude) == 4
+    # scores = -loss; the failure is NaN here (the BO core imputes it)
+    np.testing.assert_allclose(scores, [-2.0, -1.0, np.nan])
+    np.testing.assert_allclose(pending, unit[[3]])  # the running trial is pending
 
 
 def test_constructor_checks(prior):
@@ -187,8 +186,8 @@ def test_constructor_checks(prior):
         PretrainedGPSampler(object())
     with pytest.raises(ValueError, match="not parameters of the prior's space"):
         PretrainedGPSampler(prior, mapping={"a": "b"})
-    with pytest.raises(ValueError, match="failures"):
-        PretrainedGPSampler(prior, failures="ignore")
+    with pytest.raises(ValueError, match="candidates"):
+        PretrainedGPSampler(prior, candidates=np.zeros((2, 7)))
 
 
 @pytest.mark.slow

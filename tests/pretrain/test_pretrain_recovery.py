@@ -42,7 +42,13 @@ def fitted():
     rng = np.random.default_rng(2024)
     xs, ys = sample_gp_tasks(rng, 30, 40, 2, **TRUE)
     prior = pretrain(
-        as_log(xs, ys, "train"), model=GPModel("constant", "matern52"), steps=1000, seed=0, progress=False
+        as_log(xs, ys, "train"),
+        model=GPModel("constant", "matern52"),
+        steps=1000,
+        seed=0,
+        progress=False,
+        batch_size=None,
+        warp="none",  # recovering the generating GP needs the scores as they are
     )
     test_xs, test_ys = sample_gp_tasks(rng, 10, 25, 2, **TRUE)
     return prior, (xs, ys), (test_xs, test_ys)
@@ -118,7 +124,10 @@ def test_one_pathological_task_does_not_spoil_pretraining_on_the_rest(kind):
     healthy = as_log(xs, ys, "t")
     frame = pd.concat([healthy.frame, pathological_task(kind, rng)], ignore_index=True)
     spoiled = read_log(frame, SPACE, duplicates="keep")
-    settings = dict(steps=300, seed=0, progress=False)
+    # The fit itself on raw scores (the warp would hide the pathology): the settings of this test.
+    settings = dict(
+        steps=300, seed=0, progress=False, warp="none", batch_size=None, model=GPModel("constant", "matern52")
+    )
     clean_prior = pretrain(healthy, **settings)
     prior = pretrain(spoiled, **settings)
     assert prior.info["steps_run"] == 300 and np.isfinite(prior.losses["train"])

@@ -6,7 +6,9 @@ import pytest
 
 from metabo.data import read_log
 from metabo.gp import GPModel
+from metabo.defaults import model_spec
 from metabo.pretrain import PretrainError, evaluate, pretrain
+from metabo.pretrain.train import warp_log
 from metabo.pretrain.objectives import ekl_objective, pad_blocks
 from metabo.space import Objective, Parameter, Space
 
@@ -40,21 +42,22 @@ def log():
 def test_each_objective_produces_a_prior(log, objective):
     prior = pretrain(log, objective=objective, steps=30, seed=1, ekl_weight=0.5, progress=False)
     assert prior.tasks == ("t0", "t1", "t2", "t3", "t4")
-    assert prior.space == SPACE and prior.model == GPModel()
+    assert prior.space == SPACE and prior.model == GPModel(**model_spec())
     info = prior.info
     assert info["objective"] == objective and info["steps_run"] == 30 and info["seed"] == 1
     assert info["points"] == 5 * 22  # the diverged trial is dropped
     assert info["matched_blocks"] == 1  # reported for every objective, used by ekl ones
     assert info["metabo_version"] and info["time_s"] > 0
     losses = prior.losses
-    padded, _ = log.to_padded()
+    warped = warp_log(log, prior.warp)  # the losses are on the warped scores the prior was fitted to
+    padded, _ = warped.to_padded()
     np.testing.assert_allclose(
         losses["train_nll"], evaluate(prior.model, prior.params, padded)["nll"], rtol=1e-10
     )
     if objective == "nll":
         assert losses["train"] == losses["train_nll"] and "train_ekl" not in losses
     else:
-        blocks = log.matched_blocks()
+        blocks = warped.matched_blocks()
         assert blocks[0].y.shape == (5, 12)
         b = pad_blocks(blocks)
         ekl = float(ekl_objective(prior.model, prior.params, b.x, b.y, b.point_mask, b.task_mask))
@@ -69,7 +72,7 @@ def test_heldout_tasks_and_failure_policy(log):
     assert prior.tasks == ("t0", "t1", "t2", "t3")
     assert prior.info["heldout_tasks"] == ["t4"]
     assert prior.info["points"] == 4 * 22 + 1  # the diverged trial imputed with the worst score
-    heldout, _ = log.select(["t4"]).to_padded()
+    heldout, _ = warp_log(log, prior.warp).select(["t4"]).to_padded()
     np.testing.assert_allclose(
         prior.losses["heldout_nll"], evaluate(prior.model, prior.params, heldout)["nll"], rtol=1e-10
     )
@@ -84,8 +87,10 @@ def test_clear_errors(log):
         pretrain(log, heldout=log.tasks, steps=5, progress=False)
     with pytest.raises(PretrainError, match="unknown objective"):
         pretrain(log, objective="kl", progress=False)
-    with pytest.raises(PretrainError, match="TuningLog"):
+    with pytest.raises(PretrainError, match="needs its search space"):
         pretrain(log.frame, progress=False)
+    with pytest.raises(PretrainError, match="TuningLog, a path or a DataFrame"):
+        pretrain(42, progress=False)
 
 
 @pytest.mark.parametrize("scale", [1e-12, 1e12])
@@ -100,9 +105,11 @@ def test_scores_far_from_unit_scale_give_the_same_prior_in_their_units(scale, tm
         for lr, wd in zip(10 ** rng.uniform(-3, 0, 15), rng.uniform(0, 0.1, 15), strict=True):
             rows.append({"task": f"t{t}", "lr": lr, "wd": wd, "error": (np.log10(lr) + 1.5) ** 2 + 3 * wd + 0.05 * t})
     frame = pd.DataFrame(rows)
-    base = pretrain(read_log(frame, space), steps=150, progress=False)
+    # Without a warp: the point is how raw scores far from unit scale are fitted.
+    settings = dict(steps=150, progress=False, warp="none")
+    base = pretrain(read_log(frame, space), **settings)
     scaled_log = read_log(frame.assign(error=frame.error * scale), space)
-    prior = pretrain(scaled_log, steps=150, progress=False)
+    prior = pretrain(scaled_log, **settings)
     assert base.info["score_unit"] == 1.0 and prior.info["score_unit"] == pytest.approx(scale)
     assert prior.losses["train_nll"] == pytest.approx(base.losses["train_nll"] + np.log(scale), rel=1e-7)
     b, p = base.model.hyper(base.params), prior.model.hyper(prior.params)

@@ -1,0 +1,246 @@
+"""The BO core: one search on one task, from its trials to the next points to evaluate.
+
+Every front end goes through ``Designer``: ``metabo.Optimizer`` (ask/tell with a state file),
+``metabo suggest``, the Optuna sampler and the benchmark's ``hyperbo`` methods. It follows OSS
+Vizier's designers: ``update(...)`` hands it the task's trials, ``suggest(count)`` returns points.
+
+    designer = Designer(space, prior=prior, seed=0)          # prior=None: single-task GP BO
+    designer.update(x_unit, scores, pending=x_pending)       # the whole history, every time
+    points = designer.suggest(4)                             # [4, d] unit-cube points
+
+What it does with the history (unit-cube inputs, scores maximized, ``NaN`` for a failure):
+  - Output warp: the successful scores are warped (``metabo.warp``) the way the prior's training
+    tasks were (``prior.warp``; ``metabo.defaults.WARP`` without a prior).
+  - Failures (``NaN`` scores, i.e. diverged or failed trials) enter the GP at the worst
+    successful score, so it steers away from them, and are never suggested again. With no
+    successful trial yet they are only excluded.
+  - Pending points (asked, not told: other workers) and the points already chosen for this
+    batch are fantasized at their posterior mean ("kriging believer"), so a batch spreads out
+    and workers get different points; Thompson sampling uses independent draws instead.
+  - The model: the prior conditioned on the warped scores; without one, the first
+    ``num_initial`` points are quasi-random (scrambled Halton, or random candidates) and then a
+    single-task GP is fitted by maximum likelihood at each step (``fit_single_task``).
+  - Acquisition maximized over the finite candidate set (excluding observed, failed and pending
+    points) or over the unit box (``metabo.bo.engine``).
+  - Randomness: the key of a suggestion derives from ``seed`` and the number of points issued
+    so far (told + pending), so a resumed or replayed search makes the same choices.
+
+Everything runs in float64 (``metabo.precision``) without any set-up by the caller.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metabo.bo.config import Acquisition
+from metabo.defaults import WARP as DEFAULT_WARP
+from metabo.precision import float64
+from metabo.space import Space, scrambled_halton
+from metabo.warp import OutputWarp
+
+# Two unit-cube points closer than this in every coordinate are the same configuration.
+SAME_POINT_TOL = 1e-9
+
+
+def same_points(points: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """points: [k, d], others: [e, d] -> [k] bool, True where some other point is the same."""
+    points = np.asarray(points, dtype=np.float64)
+    others = np.asarray(others, dtype=np.float64)
+    if len(others) == 0 or len(points) == 0:
+        return np.zeros(len(points), dtype=bool)
+    distance = np.max(np.abs(points[:, None, :] - others[None, :, :]), axis=-1)
+    return np.any(distance <= SAME_POINT_TOL, axis=1)
+
+
+class Designer:
+    """BO on one task (see the module docstring).
+
+    Args:
+      space: the search space (unit-cube map, integer rounding); the prior's space when there is
+        a prior.
+      prior: a ``metabo.Prior`` (``model``, ``params``, ``warp``) or None for single-task GP BO.
+      acquisition: a name, a dict or an ``Acquisition`` (default EI).
+      seed: all randomness derives from it.
+      candidates: [m, d] unit-cube candidate set, or None for the continuous box.
+      num_initial: quasi-random points before the model is used without a prior (default
+        ``max(3, min(d + 1, 10))``; with a prior the model is used from the first point).
+      fit_steps, fit_restarts: the single-task GP fit (no prior only).
+      warp: the output warp without a prior (default ``metabo.defaults.WARP``); with a prior
+        its own warp is used.
+    """
+
+    def __init__(
+        self,
+        space: Space,
+        prior=None,
+        *,
+        acquisition=None,
+        seed: int = 0,
+        candidates=None,
+        num_initial: int | None = None,
+        fit_steps: int = 200,
+        fit_restarts: int = 4,
+        warp: OutputWarp | str | None = None,
+    ):
+        self.space = space
+        self.prior = prior
+        self.acquisition = Acquisition.parse("ei" if acquisition is None else acquisition)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.seed = int(seed)
+        default_initial = 0 if prior is not None else max(3, min(space.dim + 1, 10))
+        self.num_initial = default_initial if num_initial is None else int(num_initial)
+        if self.num_initial < 0:
+            raise ValueError(f"num_initial must be >= 0, got {num_initial}")
+        self.fit_steps, self.fit_restarts = int(fit_steps), int(fit_restarts)
+        if prior is not None:
+            self.warp = OutputWarp.from_dict(getattr(prior, "warp", OutputWarp("none")))
+        else:
+            self.warp = OutputWarp.from_dict(DEFAULT_WARP if warp is None else warp)
+        if candidates is not None:
+            candidates = np.asarray(candidates, dtype=np.float64)
+            if candidates.ndim != 2 or candidates.shape[1] != space.dim or len(candidates) == 0:
+                raise ValueError(f"candidates must be a non-empty [m, {space.dim}] array, got {candidates.shape}")
+        self.candidates = candidates
+        self.update(np.zeros((0, space.dim)), np.zeros(0))
+
+    # ---- history --------------------------------------------------------------------------
+    def update(self, x, scores, pending=None, excluded=None) -> None:
+        """Set the task's whole history.
+
+        Args:
+          x: [n, d] unit-cube inputs of the told trials.
+          scores: [n] their scores (maximized); NaN for a failed or diverged trial.
+          pending: [p, d] points asked but not told (running elsewhere), or None.
+          excluded: [e, d] further points never to suggest, not modelled (e.g. a benchmark's
+            observed mask), or None.
+        """
+        d = self.space.dim
+        self.x = np.asarray(x, dtype=np.float64).reshape(-1, d)
+        self.scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if len(self.scores) != len(self.x):
+            raise ValueError(f"{len(self.x)} points but {len(self.scores)} scores")
+        if not np.all(np.isfinite(self.x)):
+            raise ValueError("trial inputs must be finite unit-cube points")
+        self.pending = np.zeros((0, d)) if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, d)
+        self.excluded = np.zeros((0, d)) if excluded is None else np.asarray(excluded, dtype=np.float64).reshape(-1, d)
+
+    @property
+    def issued(self) -> int:
+        """Points handed out so far: told trials plus pending ones."""
+        return len(self.x) + len(self.pending)
+
+    def model_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """What the GP is conditioned on: (x [k, d], warped scores [k]); failures at the worst
+        successful warped score, left out when there is none."""
+        ok = np.isfinite(self.scores)
+        warped = self.warp(self.scores)
+        if not ok.any():
+            return np.zeros((0, self.space.dim)), np.zeros(0)
+        failed = ~ok
+        y = np.where(failed, np.min(warped[ok]), warped)
+        return self.x, y
+
+    # ---- suggestions ----------------------------------------------------------------------
+    @float64
+    def suggest(self, count: int = 1) -> np.ndarray:
+        """``count`` distinct new points for evaluation: [count, d] unit cube (candidates' rows
+        on a finite set)."""
+        count = int(count)
+        if count < 1:
+            raise ValueError(f"count must be a positive integer, got {count}")
+        exclude = np.concatenate([self.x, self.pending, self.excluded])
+        ok_count = int(np.isfinite(self.scores).sum())
+        model_ready = self.prior is not None or ok_count >= 2
+        issued = self.issued
+        num_random = count if not model_ready else min(count, max(0, self.num_initial - issued))
+        chosen: list[np.ndarray] = []
+        for j in range(num_random):
+            taken = np.concatenate([exclude, np.reshape(chosen, (-1, self.space.dim))])
+            chosen.append(self._initial_point(issued + j, taken))
+        if count > num_random:
+            chosen.extend(self._model_points(count - num_random, np.reshape(chosen, (-1, self.space.dim))))
+        return np.asarray(chosen)
+
+    def suggest_indices(self, count: int = 1) -> list[int]:
+        """Like ``suggest`` on a finite candidate set, as row indices of ``candidates``."""
+        if self.candidates is None:
+            raise ValueError("suggest_indices needs a finite candidate set (candidates=...)")
+        points = self.suggest(count)
+        distance = np.max(np.abs(self.candidates[None, :, :] - points[:, None, :]), axis=-1)
+        return [int(i) for i in np.argmin(distance, axis=1)]
+
+    def _keys(self, issued: int):
+        import jax.numpy as jnp
+
+        # Keys straight from NumPy (raw threefry key data): eager PRNG operations would each cost
+        # a compilation on the CLI's cold path.
+        return tuple(
+            jnp.asarray(np.random.SeedSequence([self.seed, issued, part]).generate_state(2, dtype=np.uint32))
+            for part in (0, 1)
+        )
+
+    def _initial_point(self, index: int, exclude: np.ndarray) -> np.ndarray:
+        """The index-th quasi-random point (skipping taken ones)."""
+        if self.candidates is not None:
+            free = np.flatnonzero(~same_points(self.candidates, exclude))
+            if free.size == 0:
+                from metabo.bo.maximize import AllObservedError
+
+                raise AllObservedError(f"all {len(self.candidates)} candidates have been observed or are pending")
+            rng = np.random.default_rng([self.seed, index])
+            return self.candidates[int(rng.choice(free))]
+        # A Halton sequence with a seeded shift: spread out, and the i-th point is reproducible.
+        for offset in range(1000):
+            i = index + offset
+            point = self.space.round_unit(scrambled_halton(i + 1, self.space.dim, self.seed)[i : i + 1])[0]
+            if not same_points(point[None], exclude)[0]:
+                return point
+        rng = np.random.default_rng([self.seed, index])
+        return self.space.round_unit(rng.random((1, self.space.dim)))[0]
+
+    def _model_points(self, count: int, extra: np.ndarray) -> list[np.ndarray]:
+        from metabo.bo import engine
+
+        key_fit, key_suggest = self._keys(self.issued)
+        x_model, y_model = self.model_scores()
+        model, params = self._model(x_model, y_model, key_fit)
+        step = len(self.x)
+        fantasies = np.concatenate([self.pending, extra])
+        if len(fantasies):
+            y_fantasy = engine.posterior_mean(model, params, x_model, y_model, fantasies)
+            x_model = np.concatenate([x_model, fantasies])
+            y_model = np.concatenate([y_model, y_fantasy])
+        exclude = np.concatenate([self.x, fantasies, self.excluded])
+        if self.candidates is not None:
+            observed = same_points(self.candidates, exclude)
+            indices = engine.suggest_finite_batch(
+                model, params, x_model, y_model, self.candidates, count, observed, self.acquisition, key_suggest, step
+            )
+            return [self.candidates[i] for i in indices]
+        points = engine.suggest_box_batch(
+            model,
+            params,
+            x_model,
+            y_model,
+            key_suggest,
+            count,
+            self.acquisition,
+            step,
+            round_fn=self.space.round_unit,
+            exclude=exclude,
+            dim=self.space.dim,
+        )
+        return list(points)
+
+    def _model(self, x, y, key):
+        """(model, params) of the GP to condition on (x, y)."""
+        if self.prior is not None:
+            return self.prior.model, self.prior.params
+        from metabo.bo.single_task import DEFAULT_MODEL, fit_single_task
+
+        params = fit_single_task(x, y, key, DEFAULT_MODEL, steps=self.fit_steps, restarts=self.fit_restarts)
+        return DEFAULT_MODEL, params
+
+
+__all__ = ["Designer", "SAME_POINT_TOL", "same_points"]

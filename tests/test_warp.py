@@ -1,0 +1,62 @@
+"""Output warps: closed forms, ties, failures, invariances."""
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from metabo.warp import WARPS, OutputWarp, normal_scores
+
+
+def test_quantile_is_the_normal_score_of_the_rank():
+    y = np.array([3.0, -1.0, 10.0, 0.5])
+    ranks = np.array([3, 1, 4, 2])
+    expected = norm.ppf((ranks - 0.5) / 4)
+    np.testing.assert_allclose(OutputWarp("quantile")(y), expected, rtol=1e-12)
+
+
+def test_quantile_ties_share_their_mid_rank_and_nan_stays_nan():
+    y = np.array([1.0, np.nan, 2.0, 2.0, 5.0])
+    out = OutputWarp("quantile")(y)
+    # Finite values 1, 2, 2, 5: ranks 1, 2.5, 2.5, 4 of n = 4.
+    expected = norm.ppf((np.array([1.0, 2.5, 2.5, 4.0]) - 0.5) / 4)
+    assert np.isnan(out[1])
+    np.testing.assert_allclose(out[[0, 2, 3, 4]], expected, rtol=1e-12)
+
+
+def test_quantile_bounds_an_outlier_and_ignores_monotone_maps():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=99)
+    with_outlier = np.append(y, 1e6)
+    out = OutputWarp("quantile")(with_outlier)
+    assert out[-1] == pytest.approx(norm.ppf(1 - 0.5 / 100))  # 2.576, not 1e6
+    np.testing.assert_allclose(OutputWarp("quantile")(2 * np.cbrt(with_outlier) - 1), out, rtol=1e-12)
+
+
+def test_standardize_and_none():
+    y = np.array([1.0, 2.0, 4.0, np.nan])
+    out = OutputWarp("standardize")(y)
+    finite = y[:3]
+    np.testing.assert_allclose(out[:3], (finite - finite.mean()) / finite.std(), rtol=1e-12)
+    assert np.isnan(out[3])
+    np.testing.assert_allclose(OutputWarp("standardize")(np.array([5.0])), [0.0])
+    np.testing.assert_allclose(OutputWarp("standardize")(np.array([2.0, 2.0])), [0.0, 0.0])
+    np.testing.assert_allclose(OutputWarp("none")(y[:3]), y[:3])
+    assert OutputWarp("quantile")(np.array([7.0]))[0] == pytest.approx(0.0)
+
+
+def test_groups_are_warped_separately():
+    y = np.array([1.0, 2.0, 100.0, 200.0, 300.0])
+    groups = np.array(["a", "a", "b", "b", "b"])
+    out = OutputWarp("standardize").apply_by_group(y, groups)
+    np.testing.assert_allclose(out[:2], [-1.0, 1.0])
+    np.testing.assert_allclose(out[2:], (y[2:] - 200.0) / np.std(y[2:]))
+
+
+def test_serialization_and_errors():
+    for kind in WARPS:
+        assert OutputWarp.from_dict(OutputWarp(kind).to_dict()) == OutputWarp(kind)
+    with pytest.raises(ValueError, match="unknown output warp"):
+        OutputWarp("rank")
+    with pytest.raises(ValueError, match="output warp"):
+        OutputWarp.from_dict({"kind": "quantile", "extra": 1})
+    assert normal_scores(np.zeros(0)).shape == (0,)
