@@ -13,6 +13,7 @@ import pandas as pd
 
 from metabo.data import TuningLog, read_log
 from metabo.gp import GPModel, GPParams
+from metabo.precision import float64
 from metabo.space import Objective, Parameter, Space, halton
 
 
@@ -24,6 +25,7 @@ def unit_space(dim: int, direction: str = "maximize") -> Space:
     )
 
 
+@float64
 def true_gp(dim: int, mean: float = 1.0, lengthscale=0.25, signal: float = 1.0, noise: float = 1e-3) -> tuple[GPModel, GPParams]:
     """A constant-mean Matern 5/2 ARD GP with the given constrained values."""
     model = GPModel(mean="constant", kernel="matern52")
@@ -37,6 +39,7 @@ def true_gp(dim: int, mean: float = 1.0, lengthscale=0.25, signal: float = 1.0, 
     return model, params._replace(mean_constant=jnp.asarray(float(mean)))
 
 
+@float64
 def sample_tasks(
     key: jax.Array,
     model: GPModel,
@@ -69,6 +72,7 @@ def sample_tasks(
     return np.asarray(x), np.asarray(f)
 
 
+@float64
 def synthetic_log(
     seed: int = 0,
     num_tasks: int = 8,
