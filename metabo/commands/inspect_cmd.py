@@ -87,13 +87,19 @@ def run(args) -> int:
             log = read_log(args.log, prior.space, duplicates="mean")
         except (LogValidationError, SpaceError) as err:
             raise UserError(f"{args.log}: {err}") from err
+        from metabo.pretrain.train import warp_log
+
         options = dict(seed=args.seed, fraction=args.fraction, failures=args.failures)
+        # The prior predicts warped scores: check it on the log's scores warped the same way.
+        warped = warp_log(log, prior.warp)
         try:
             if args.refit_steps:
                 params, method = _leave_one_task_out(prior, log, args)
-                calibration = diagnostics.calibrate(prior.model, params, log, per_task=True, method=method, **options)
+                calibration = diagnostics.calibrate(prior.model, params, warped, per_task=True, method=method, **options)
             else:
-                calibration = diagnostics.calibrate(prior.model, prior.params, log, seen_tasks=tasks or None, **options)
+                calibration = diagnostics.calibrate(
+                    prior.model, prior.params, warped, seen_tasks=tasks or None, **options
+                )
         except (ValueError, LogValidationError) as err:
             raise UserError(str(err)) from err
         print()
@@ -132,6 +138,7 @@ def _leave_one_task_out(prior, log, args):
             seed=args.seed + i,
             failures=args.failures,
             progress=False,
+            warp=prior.warp,
         )
         fitted.append(refit.params)
     params = jax.tree_util.tree_map(lambda *leaves: np.stack([np.asarray(v) for v in leaves]), *fitted)

@@ -10,6 +10,9 @@ STOP_NOTES = {
 
 
 def add_arguments(parser) -> None:
+    import metabo.defaults as defaults
+    from metabo.warp import WARPS
+
     parser.add_argument(
         "log", metavar="LOG", help="tuning log (.parquet or .csv): task, parameters, objective, status"
     )
@@ -21,21 +24,21 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--objective",
-        default="nll",
+        default=defaults.OBJECTIVE,
         choices=("nll", "ekl", "nll+ekl"),
-        help="pre-training loss (default nll)",
+        help=f"pre-training loss (default {defaults.OBJECTIVE})",
     )
     parser.add_argument(
         "--mean",
-        default="constant",
+        default=defaults.MEAN,
         choices=("zero", "constant", "linear", "mlp"),
-        help="prior mean (default constant)",
+        help=f"prior mean (default {defaults.MEAN})",
     )
     parser.add_argument(
         "--kernel",
-        default="matern52",
+        default=defaults.KERNEL,
         choices=("se", "matern32", "matern52", "dot"),
-        help="kernel with ARD lengthscales (default matern52)",
+        help=f"kernel with ARD lengthscales (default {defaults.KERNEL})",
     )
     parser.add_argument(
         "--features",
@@ -43,14 +46,29 @@ def add_arguments(parser) -> None:
         metavar="W1,W2",
         help="hidden widths of a feature MLP for a deep kernel, e.g. 32,16 (default: none)",
     )
-    parser.add_argument("--steps", type=int, default=1000, help="optimizer steps (default 1000)")
+    parser.add_argument(
+        "--mean-hidden",
+        default=",".join(map(str, defaults.MEAN_HIDDEN)),
+        metavar="W1,W2",
+        help=f"hidden widths of the MLP mean (default {','.join(map(str, defaults.MEAN_HIDDEN))})",
+    )
+    parser.add_argument("--steps", type=int, default=defaults.STEPS, help=f"optimizer steps (default {defaults.STEPS})")
     parser.add_argument("--optimizer", default="adam", choices=("adam", "lbfgs"), help="default adam")
-    parser.add_argument("--learning-rate", type=float, default=None, help="Adam step size (default 0.02)")
+    parser.add_argument(
+        "--learning-rate", type=float, default=None, help=f"Adam step size (default {defaults.LEARNING_RATE})"
+    )
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=None,
-        help="random subset of at most this many points per task per step",
+        default=defaults.BATCH_SIZE,
+        help=f"random subset of at most this many points per task per step (default {defaults.BATCH_SIZE}; "
+        "0: every point at every step)",
+    )
+    parser.add_argument(
+        "--warp",
+        default=defaults.WARP,
+        choices=WARPS,
+        help=f"output warp of each task's scores, stored in the prior (default {defaults.WARP})",
     )
     parser.add_argument("--ekl-weight", type=float, default=1.0, help="weight of EKL in nll+ekl (default 1)")
     parser.add_argument(
@@ -58,15 +76,15 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--failures",
-        default="drop",
+        default=defaults.FAILURES,
         choices=("drop", "impute_worst"),
-        help="diverged/failed trials (default drop)",
+        help=f"diverged/failed trials (default {defaults.FAILURES})",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
-def _parse_widths(text: str) -> tuple[int, ...]:
+def _parse_widths(text: str, flag: str) -> tuple[int, ...]:
     from metabo.commands.common import UserError
 
     if not text.strip():
@@ -74,9 +92,9 @@ def _parse_widths(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(part) for part in text.split(","))
     except ValueError as err:
-        raise UserError(f"--features must be comma-separated integers such as 32,16, got {text!r}") from err
+        raise UserError(f"{flag} must be comma-separated integers such as 32,16, got {text!r}") from err
     if any(w < 1 for w in widths):
-        raise UserError(f"--features widths must be positive, got {text!r}")
+        raise UserError(f"{flag} widths must be positive, got {text!r}")
     return widths
 
 
@@ -96,15 +114,16 @@ def run(args) -> int:
     except OSError as err:
         raise UserError(f"cannot read input: {err}") from err
 
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-
     from metabo.gp import GPModel
     from metabo.pretrain import PretrainError, pretrain
 
     try:
-        model = GPModel(mean=args.mean, kernel=args.kernel, feature_sizes=_parse_widths(args.features))
+        model = GPModel(
+            mean=args.mean,
+            kernel=args.kernel,
+            feature_sizes=_parse_widths(args.features, "--features"),
+            mean_hidden=_parse_widths(args.mean_hidden, "--mean-hidden"),
+        )
         prior = pretrain(
             log,
             model=model,
@@ -114,7 +133,8 @@ def run(args) -> int:
             learning_rate=args.learning_rate,
             seed=args.seed,
             failures=args.failures,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size if args.batch_size else None,
+            warp=args.warp,
             heldout=args.heldout,
             ekl_weight=args.ekl_weight,
             progress=None if not args.quiet else False,
