@@ -262,7 +262,7 @@ def read_log(source, space: Space, duplicates: str = "error") -> TuningLog:
     if isinstance(source, pd.DataFrame):
         raw = source.reset_index(drop=True)
     else:
-        raw = _read_table(source)
+        raw = read_table(source)
     if len(raw) == 0:
         raise LogValidationError("the log has no rows")
 
@@ -393,7 +393,8 @@ def _file_kind(path) -> str:
     raise LogValidationError(f"unknown log file type {os.fspath(path)!r}; use .parquet or .csv")
 
 
-def _read_table(path) -> pd.DataFrame:
+def read_table(path) -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame (no validation); LogValidationError if unreadable."""
     if not os.path.exists(path):
         raise LogValidationError(f"log file {os.fspath(path)!r} does not exist")
     kind = _file_kind(path)

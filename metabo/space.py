@@ -187,7 +187,7 @@ class Space:
     # ---- unit cube maps -------------------------------------------------------------------
     def to_unit(self, values) -> np.ndarray:
         """values: [n, d] user units (array, or DataFrame with the parameter columns) -> [n, d]."""
-        matrix = self._as_matrix(values)
+        matrix = self.as_matrix(values)
         return np.stack([p.to_unit(matrix[:, j]) for j, p in enumerate(self.parameters)], axis=1)
 
     def from_unit(self, unit) -> np.ndarray:
@@ -202,7 +202,7 @@ class Space:
 
     def contains(self, values) -> np.ndarray:
         """values: [n, d] user units -> [n] bool."""
-        matrix = self._as_matrix(values)
+        matrix = self.as_matrix(values)
         inside = np.ones(matrix.shape[0], dtype=bool)
         for j, p in enumerate(self.parameters):
             inside &= p.contains(matrix[:, j])
@@ -255,7 +255,8 @@ class Space:
             rows.append(row)
         return np.asarray(rows, dtype=np.float64).reshape(len(rows), self.dim)
 
-    def _as_matrix(self, values) -> np.ndarray:
+    def as_matrix(self, values) -> np.ndarray:
+        """Values in user units, a DataFrame with the parameter columns or an array -> [n, d]."""
         if hasattr(values, "columns"):  # a DataFrame
             missing = [n for n in self.names if n not in values.columns]
             if missing:

@@ -319,7 +319,7 @@ class Optimizer:
 
     def _candidate_matrix(self, candidates) -> np.ndarray:
         if hasattr(candidates, "columns"):
-            matrix = self.space._as_matrix(candidates)
+            matrix = self.space.as_matrix(candidates)
         elif isinstance(candidates, Sequence) and candidates and isinstance(candidates[0], Mapping):
             matrix = self.space.config_matrix(candidates)
         else:

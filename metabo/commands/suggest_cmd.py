@@ -82,10 +82,10 @@ def _read_history(path, space):
     import pandas as pd
 
     from metabo.commands.common import UserError
-    from metabo.data import STATUS_COLUMN, TASK_COLUMN, LogValidationError, _read_table, read_log
+    from metabo.data import STATUS_COLUMN, TASK_COLUMN, LogValidationError, read_log, read_table
 
     try:
-        raw = _read_table(path)
+        raw = read_table(path)
     except LogValidationError as err:
         raise UserError(str(err)) from err
     if TASK_COLUMN in raw.columns:
