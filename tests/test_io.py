@@ -1,6 +1,7 @@
 """Atomic writes: complete files or none, never a half-written one, no temporary files left."""
 
 import os
+import stat
 
 import pytest
 
@@ -65,3 +66,18 @@ def test_writer_output_appears_only_on_success(tmp_path):
     assert seen_during_write == [False]
     assert target.read_text() == "a,b\n1,2\n"
     assert leftovers(tmp_path) == []
+
+
+def test_new_files_get_the_umask_and_replaced_files_keep_their_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        fresh = tmp_path / "fresh.json"
+        atomic_write_text(fresh, "{}")
+        assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o640  # 0666 & ~0027, not mkstemp's 0600
+        kept = tmp_path / "kept.txt"
+        kept.write_text("old")
+        os.chmod(kept, 0o604)
+        atomic_write_text(kept, "new")
+        assert stat.S_IMODE(os.stat(kept).st_mode) == 0o604 and kept.read_text() == "new"
+    finally:
+        os.umask(old)
