@@ -58,9 +58,9 @@ def write_bundle(
     max_curve_points: int = 10,
 ) -> list[str]:
     """Write the bundled files for a finished collection; returns the paths written."""
-    from metabo import __version__
     from metabo.data import read_log, write_frame
     from metabo.datasets.pd1 import write_pd1_jsonl
+    from metabo.version import __version__
 
     data_dir = Path(data_dir)
     space = pd1_space()
