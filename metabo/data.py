@@ -359,7 +359,8 @@ def _resolve_duplicates(frame: pd.DataFrame, space: Space, policy: str) -> pd.Da
         rows = ok.index[(ok[key] == pd.Series(first, index=key)).all(axis=1)].tolist()
         raise LogValidationError(
             f"task {first[0]!r} has the same configuration at rows {rows} with different objectives; "
-            "pass duplicates='mean' to average them or 'keep' to keep all",
+            "pass duplicates='mean' (CLI: --duplicates mean) to average them or duplicates='keep' "
+            "(CLI: --duplicates keep) to keep all",
             row=int(rows[1]),
         )
     means = ok.groupby(key, sort=False)[objective_column].transform("mean")

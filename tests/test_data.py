@@ -167,7 +167,7 @@ def test_conflicting_duplicates():
     frame = small_log(status="ok", error=[0.3, 0.2, 0.1, 0.35, 0.25, 0.9])
     frame.loc[len(frame)] = ["a", 1e-3, 1, 0.0, 0.4, "ok"]  # repeats row 0 with another value
     err = expect_error(frame, 6, None, r"same configuration at rows \[0, 6\]")
-    assert "duplicates='mean'" in str(err)
+    assert "duplicates='mean' (CLI: --duplicates mean)" in str(err)
 
 
 def test_empty_log():

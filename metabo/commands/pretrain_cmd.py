@@ -80,6 +80,13 @@ def add_arguments(parser) -> None:
         choices=("drop", "impute_worst"),
         help=f"diverged/failed trials (default {defaults.FAILURES})",
     )
+    parser.add_argument(
+        "--duplicates",
+        default="error",
+        choices=("error", "mean", "keep"),
+        help="a task that repeats a configuration with different values: fail (default), average the "
+        "values (mean) or keep every row (keep)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
@@ -108,7 +115,7 @@ def run(args) -> int:
     start = time.perf_counter()
     try:
         space = load_space(args.space)
-        log = read_log(args.log, space)
+        log = read_log(args.log, space, duplicates=args.duplicates)
     except (SpaceError, LogValidationError) as err:
         raise UserError(str(err)) from err
     except OSError as err:

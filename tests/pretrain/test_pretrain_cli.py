@@ -93,3 +93,32 @@ def test_user_errors_exit_2_with_message(files, capsys, tmp_path):
     )
     assert "--features" in capsys.readouterr().err
     assert not out.exists()
+
+
+
+def _with_conflicting_repeat(log):
+    frame = pd.read_csv(log)
+    repeat = frame.iloc[[0]].assign(loss=frame["loss"].iloc[0] + 1.0)  # same configuration, another value
+    pd.concat([frame, repeat], ignore_index=True).to_csv(log, index=False)
+
+
+def test_duplicate_error_offers_the_duplicates_option_that_exists(files, capsys):
+    log, space, out = files
+    _with_conflicting_repeat(log)
+    base = ["pretrain", str(log), "--space", str(space), "--out", str(out), "--steps", "2", "--quiet"]
+    assert cli.main(base) == 2
+    err = capsys.readouterr().err
+    assert "--duplicates mean" in err and "same configuration" in err
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        cli.main([*base, "--duplicates", "bogus"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_duplicates_mean_averages_the_repeat(files):
+    log, space, out = files
+    _with_conflicting_repeat(log)
+    base = ["pretrain", str(log), "--space", str(space), "--out", str(out), "--steps", "2", "--quiet"]
+    assert cli.main([*base, "--duplicates", "mean"]) == 0
+    assert Prior.load(out).info["points"] == 56  # the repeat was averaged into its first row
