@@ -92,13 +92,13 @@ def test_finite_proposals_stay_in_box_then_fall_back():
     assert sorted(picks) == list(range(len(y)))
 
 
-def test_deterministic_per_seed():
+def test_picks_depend_on_the_seed():
+    # Same seed, same picks: the contract test (test_contract.py). Here: the seed is used.
     log = bump_family(3)
     train = log.without("task0")
     x, y = log.task_arrays("task0")
-    runs = [replay(get_method("bbox")(log.space, train, seed=s), x, y, steps=10)[0] for s in (7, 7, 8)]
-    np.testing.assert_array_equal(runs[0], runs[1])
-    assert not np.array_equal(runs[0], runs[2])
+    runs = [replay(get_method("bbox")(log.space, train, seed=s), x, y, steps=10)[0] for s in (7, 8)]
+    assert not np.array_equal(runs[0], runs[1])
 
 
 def test_beats_random_search_on_related_tasks():

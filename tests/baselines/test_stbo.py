@@ -73,16 +73,16 @@ def test_handset_prior_is_fixed_in_standardized_units():
 
 
 @pytest.mark.parametrize("name", ["stbo", "stboh", "bbox-stbo"])
-def test_deterministic_and_never_repeats(gp_tasks, name):
+def test_initial_design_depends_on_the_seed(gp_tasks, name):
+    # Same seed, same picks: the contract test (test_contract.py). Here: the seed is used.
     train = gp_tasks.without("task0")
     x, y = gp_tasks.task_arrays("task0")
     runs = []
-    for seed in (4, 4, 5):
+    for seed in (4, 5):
         method = get_method(name)(gp_tasks.space, train, seed=seed, fit_steps=50, fit_restarts=2)
         method.setup()
-        runs.append(replay(method, x, y, steps=12)[0])
-    np.testing.assert_array_equal(runs[0], runs[1])
-    assert not np.array_equal(runs[0], runs[2])  # the random initial design depends on the seed
+        runs.append(replay(method, x, y, steps=3)[0])  # the 3 random initial points
+    assert not np.array_equal(runs[0], runs[1])
 
 
 def test_initial_design_then_model():
@@ -106,19 +106,6 @@ def test_failed_observations_are_skipped_not_fatal(gp_tasks):
     y_obs[1] = np.nan
     index = method.propose_finite(x[:5], y_obs, x, observed, 5)
     assert not observed[index]
-
-
-def test_box_proposals_are_in_the_cube():
-    log = synthetic_log(4, num_tasks=2, num_points=10, dim=2)
-    method = get_method("stbo")(log.space, None, seed=0, fit_steps=50, fit_restarts=2)
-    f = lambda p: -np.sum((p - 0.3) ** 2, axis=-1)  # noqa: E731
-    xs = []
-    for step in range(6):
-        x_obs = np.asarray(xs).reshape(-1, 2)
-        xs.append(method.propose_box(x_obs, f(x_obs), step))
-    xs = np.asarray(xs)
-    assert np.all((xs >= 0) & (xs <= 1))
-    assert len(np.unique(xs.round(12), axis=0)) == len(xs)
 
 
 def test_bbox_stbo_box_mode_stays_in_the_box(gp_tasks):
