@@ -30,17 +30,38 @@ STATUS_COLUMN = "status"
 
 
 class LogValidationError(ValueError):
-    """A tuning log is malformed. ``row`` (0-based data row) and ``column`` say where, when known."""
+    """A tuning log is malformed. ``row`` (0-based data row) and ``column`` say where, when known.
 
-    def __init__(self, message: str, row: int | None = None, column: str | None = None):
+    ``source``, the file the rows came from, adds the line number for a CSV file (header on line 1,
+    so data row r is line r + 2).
+    """
+
+    def __init__(self, message: str, row: int | None = None, column: str | None = None, source=None):
         where = []
         if row is not None:
-            where.append(f"row {row}")
+            name = os.path.basename(os.fspath(source)) if source is not None else None
+            if name is not None and _file_kind(source, strict=False) == "csv":
+                where.append(f"row {row} (counting data rows from 0; line {row + 2} of {name})")
+            else:
+                where.append(f"row {row} (counting data rows from 0)")
         if column is not None:
             where.append(f"column {column!r}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.message = message
         self.row = row
         self.column = column
+        self.source = source
+
+    def located(self, source, row: int | None = None) -> LogValidationError:
+        """The same error said of ``source`` (a path), at data row ``row`` if given."""
+        return LogValidationError(self.message, self.row if row is None else row, self.column, source)
+
+
+def _show(value) -> str:
+    """A value for a message: numbers as numbers (``5.0``, not ``np.float64(5.0)``), text quoted."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
 
 
 class PaddedTasks(NamedTuple):
@@ -263,6 +284,10 @@ def read_log(source, space: Space, duplicates: str = "error") -> TuningLog:
         raw = source.reset_index(drop=True)
     else:
         raw = read_table(source)
+        try:
+            return read_log(raw, space, duplicates=duplicates)
+        except LogValidationError as err:
+            raise (err.located(source) if err.row is not None else err) from None
     if len(raw) == 0:
         raise LogValidationError("the log has no rows")
 
@@ -285,13 +310,13 @@ def read_log(source, space: Space, duplicates: str = "error") -> TuningLog:
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.argmax(bad))
-            raise LogValidationError(f"parameter value {raw[p.name].iloc[row]} is not finite", row=row, column=p.name)
+            raise LogValidationError(f"parameter value {_show(raw[p.name].iloc[row])} is not finite", row=row, column=p.name)
         outside = ~p.contains(values)
         if outside.any():
             row = int(np.argmax(outside))
             kind = " or not an integer" if p.type == "int" else ""
             raise LogValidationError(
-                f"value {values[row]!r} is outside [{p.low}, {p.high}]{kind}", row=row, column=p.name
+                f"value {_show(values[row])} is outside [{p.low}, {p.high}]{kind}", row=row, column=p.name
             )
         frame[p.name] = values
 
@@ -305,7 +330,7 @@ def read_log(source, space: Space, duplicates: str = "error") -> TuningLog:
     if unusable.any():
         row = int(np.argmax(unusable))
         raise LogValidationError(
-            f"objective {objective[row]!r} has no score under transform {space.objective.transform!r}",
+            f"objective {_show(objective[row])} has no score under transform {space.objective.transform!r}",
             row=row,
             column=objective_column,
         )
@@ -320,7 +345,7 @@ def read_log(source, space: Space, duplicates: str = "error") -> TuningLog:
         if unknown.any():
             row = int(np.argmax(unknown))
             raise LogValidationError(
-                f"unknown status {raw[STATUS_COLUMN].iloc[row]!r}; expected one of {STATUSES}",
+                f"unknown status {_show(raw[STATUS_COLUMN].iloc[row])}; expected one of {STATUSES}",
                 row=row,
                 column=STATUS_COLUMN,
             )
@@ -381,16 +406,18 @@ def _numeric_column(raw: pd.DataFrame, column: str) -> np.ndarray:
         non_numeric &= ~np.isin(text, ["nan", "none", ""])
     if non_numeric.any():
         row = int(np.argmax(non_numeric))
-        raise LogValidationError(f"value {original.iloc[row]!r} is not a number", row=row, column=column)
+        raise LogValidationError(f"value {_show(original.iloc[row])} is not a number", row=row, column=column)
     return values
 
 
-def _file_kind(path) -> str:
+def _file_kind(path, strict: bool = True) -> str | None:
     name = os.fspath(path).lower()
     if name.endswith((".parquet", ".pq")):
         return "parquet"
     if name.endswith((".csv", ".csv.gz")):
         return "csv"
+    if not strict:
+        return None
     raise LogValidationError(f"unknown log file type {os.fspath(path)!r}; use .parquet or .csv")
 
 

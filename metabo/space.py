@@ -23,6 +23,13 @@ TRANSFORMS = (None, "neg_log")
 NEG_LOG_EPS = 1e-10
 
 
+def _show(value) -> str:
+    """A value for a message: numbers as numbers (``5.0``, not ``np.float64(5.0)``), text quoted."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
 class SpaceError(ValueError):
     """A search space or objective definition is invalid."""
 
@@ -54,9 +61,9 @@ class Parameter:
         for bound in ("low", "high"):
             value = getattr(self, bound)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise SpaceError(f"parameter {self.name!r}: {bound} must be a number, got {value!r}")
+                raise SpaceError(f"parameter {self.name!r}: {bound} must be a number, got {_show(value)}")
             if not math.isfinite(float(value)):
-                raise SpaceError(f"parameter {self.name!r}: {bound} must be finite, got {value!r}")
+                raise SpaceError(f"parameter {self.name!r}: {bound} must be finite, got {_show(value)}")
             object.__setattr__(self, bound, float(value))
         if not self.low < self.high:
             raise SpaceError(f"parameter {self.name!r}: low ({self.low}) must be < high ({self.high})")
@@ -242,7 +249,7 @@ class Space:
                     raise SpaceError(f"configuration {i}: missing parameter {p.name!r}")
                 value = config[p.name]
                 if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                    raise SpaceError(f"configuration {i}: {p.name}={value!r} is not a number")
+                    raise SpaceError(f"configuration {i}: {p.name}={_show(value)} is not a number")
                 value = float(value)
                 if not math.isfinite(value):
                     raise SpaceError(f"configuration {i}: {p.name}={value} is not finite")

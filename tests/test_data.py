@@ -101,7 +101,8 @@ def expect_error(frame, row, column, message, **kwargs):
     assert info.value.row == row
     assert info.value.column == column
     prefix = ", ".join(
-        ([f"row {row}"] if row is not None else []) + ([f"column {column!r}"] if column else [])
+        ([f"row {row} (counting data rows from 0)"] if row is not None else [])
+        + ([f"column {column!r}"] if column else [])
     )
     assert str(info.value).startswith(prefix)
     return info.value
@@ -126,6 +127,28 @@ def test_boolean_column_is_not_numeric():
 
 def test_value_outside_space():
     expect_error(small_log(lr=[1e-3, 1e-2, 1e-1, 1e-3, 2.0, 0.5]), 4, "lr", r"outside \[0.0001, 1.0\]")
+
+
+def test_messages_print_numbers_not_numpy_reprs():
+    err = expect_error(small_log(lr=[1e-3, 1e-2, 1e-1, 1e-3, 2.0, 0.5]), 4, "lr", "value 2.0 is outside")
+    assert "np." not in str(err)
+    err = expect_error(small_log(error=[0.3, 0.2, 0.1, -0.5, 0.25, 0.9]), 3, "error", "objective -0.5 has no")
+    assert "np." not in str(err)
+
+
+def test_csv_errors_give_the_line_of_the_file(tmp_path):
+    path = tmp_path / "trials.csv"
+    small_log(lr=[1e-3, 1e-2, 1e-1, 1e-3, 2.0, 0.5]).to_csv(path, index=False)
+    with pytest.raises(LogValidationError) as info:
+        read_log(path, SPACE)
+    assert info.value.row == 4 and info.value.column == "lr"
+    # Data row 4 is the file's line 6: line 1 is the header.
+    assert path.read_text().splitlines()[5].split(",")[1] == "2.0"
+    assert str(info.value).startswith("row 4 (counting data rows from 0; line 6 of trials.csv), column 'lr': ")
+    path = tmp_path / "trials.parquet"
+    small_log(lr=[1e-3, 1e-2, 1e-1, 1e-3, 2.0, 0.5]).to_parquet(path)
+    with pytest.raises(LogValidationError, match=r"^row 4 \(counting data rows from 0\), column 'lr'"):
+        read_log(path, SPACE)
 
 
 def test_non_integer_for_int_parameter():

@@ -98,6 +98,13 @@ def test_bounds_must_be_finite_numbers(bad):
         Parameter("lr", "real", bad, 2.0)
 
 
+def test_bound_errors_print_numpy_values_as_numbers():
+    with pytest.raises(SpaceError, match=r"low must be finite, got inf$"):
+        Parameter("lr", "real", np.float64("inf"), 2.0)
+    with pytest.raises(SpaceError, match=r"high must be a number, got 'big'$"):
+        Parameter("lr", "real", 1.0, np.str_("big"))
+
+
 def test_int_bounds_must_be_whole():
     with pytest.raises(SpaceError, match="whole numbers"):
         Parameter("layers", "int", 1.5, 4)
@@ -282,6 +289,8 @@ CONFIG_SPACE = Space((Parameter("lr", "real", 1e-4, 1.0, log=True), Parameter("l
         ({"lr": 0.1}, "configuration 1: missing parameter 'layers'"),
         ({"lr": "0.1", "layers": 2}, "configuration 1: lr='0.1' is not a number"),
         ({"lr": True, "layers": 2}, "configuration 1: lr=True is not a number"),
+        ({"lr": np.str_("0.1"), "layers": 2}, "configuration 1: lr='0.1' is not a number"),
+        ({"lr": np.bool_(True), "layers": 2}, "configuration 1: lr=True is not a number"),
         ({"lr": float("nan"), "layers": 2}, "configuration 1: lr=nan is not finite"),
         ({"lr": 2.0, "layers": 2}, r"configuration 1: lr=2.0 is outside \[0.0001, 1.0\]"),
         ({"lr": 0.1, "layers": 2.5}, "not an integer"),
