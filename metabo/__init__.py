@@ -1,5 +1,11 @@
 """metabo: meta-learned transfer Bayesian optimization (HyperBO) in JAX.
 
+    import metabo
+    log = metabo.read_log("past_searches.parquet", "space.json")
+    prior = metabo.pretrain(log)                                # or metabo.pretrain(path, space=...)
+    opt = metabo.optimize(train_and_validate, "space.json", n_trials=30, prior=prior)
+    print(opt.best_params, opt.best_value)
+
 Light to import: submodules that need JAX load it when they are used.
 """
 
@@ -18,6 +24,15 @@ def __getattr__(name):
         from metabo.bo.optimizer import Optimizer
 
         return Optimizer
+    if name == "optimize":
+        from metabo.bo.optimizer import optimize
+
+        return optimize
+    if name == "pretrain":
+        # The subpackage, which is callable: metabo.pretrain(log, ...) is pretrain.train.pretrain.
+        import importlib
+
+        return importlib.import_module("metabo.pretrain")
     raise AttributeError(f"module 'metabo' has no attribute {name!r}")
 
 
@@ -32,4 +47,6 @@ __all__ = [
     "read_log",
     "Prior",
     "Optimizer",
+    "optimize",
+    "pretrain",
 ]

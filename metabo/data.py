@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from metabo.space import Space
+from metabo.space import Space, load_space
 
 STATUSES = ("ok", "diverged", "failed")
 FAILURE_POLICIES = ("drop", "impute_worst")
@@ -269,8 +269,9 @@ def pad_arrays(xs: list[np.ndarray], ys: list[np.ndarray], bucket: int = 1) -> P
     return PaddedTasks(x, y, mask)
 
 
-def read_log(source, space: Space, duplicates: str = "error") -> TuningLog:
-    """Read and validate a tuning log (path to Parquet/CSV, or a DataFrame).
+def read_log(source, space: Space | str | os.PathLike, duplicates: str = "error") -> TuningLog:
+    """Read and validate a tuning log (path to Parquet/CSV, or a DataFrame) against ``space``
+    (a Space, a JSON file or a preset name such as ``"pd1"``).
 
     Raises ``LogValidationError`` naming the row and column of the first problem: a missing
     column, a non-numeric or non-finite parameter, a value outside the space, a non-numeric or
@@ -280,6 +281,7 @@ def read_log(source, space: Space, duplicates: str = "error") -> TuningLog:
     """
     if duplicates not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
+    space = load_space(space)
     if isinstance(source, pd.DataFrame):
         raw = source.reset_index(drop=True)
     else:

@@ -142,6 +142,27 @@ class Designer:
         return self.x, y
 
     # ---- suggestions ----------------------------------------------------------------------
+    def _check_prior_explains(self, x, y) -> None:
+        """Warn (once per designer) when the task's warped scores lie far outside what the prior
+        allows: a degenerate prior (e.g. pre-trained on one point) then ignores the data."""
+        if getattr(self, "_warned", False) or len(y) < 3:
+            return
+        hyper = self.prior.hyperparameters()
+        allowed = hyper["signal"] + hyper["noise"]
+        spread = float(np.mean((y - self.prior.mean(x)) ** 2))
+        if spread > 100.0 * allowed:
+            import warnings
+
+            self._warned = True
+            warnings.warn(
+                f"the prior cannot explain this task's scores: their mean squared deviation from the prior mean "
+                f"is {spread:.3g} (warped units) but its signal + noise variance is {allowed:.3g}, so its "
+                "suggestions barely depend on the observations; re-pre-train on more tasks and points, or run "
+                "without a prior",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
     @float64
     def suggest(self, count: int = 1) -> np.ndarray:
         """``count`` distinct new points for evaluation: [count, d] unit cube (candidates' rows
@@ -236,6 +257,7 @@ class Designer:
     def _model(self, x, y, key):
         """(model, params) of the GP to condition on (x, y)."""
         if self.prior is not None:
+            self._check_prior_explains(x, y)
             return self.prior.model, self.prior.params
         from metabo.bo.single_task import DEFAULT_MODEL, fit_single_task
 

@@ -35,9 +35,9 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,11 @@ from metabo.bo.config import Acquisition
 from metabo.bo.designer import SAME_POINT_TOL, Designer
 from metabo.data import STATUSES
 from metabo.space import Space, SpaceError, load_space
+
+if TYPE_CHECKING:  # only for annotations: importing them needs pandas and JAX
+    import pandas as pd
+
+    from metabo.pretrain.prior import Prior
 
 STATE_FORMAT = "metabo.optimizer"
 STATE_VERSION = 1
@@ -96,12 +101,12 @@ class Optimizer:
 
     def __init__(
         self,
-        space,
-        prior=None,
-        acquisition=None,
+        space: Space | Mapping[str, Any] | str | os.PathLike,
+        prior: Prior | None = None,
+        acquisition: str | Mapping[str, Any] | Acquisition | None = None,
         seed: int | None = None,
         state: str | os.PathLike | None = None,
-        candidates=None,
+        candidates: np.ndarray | pd.DataFrame | Sequence[Mapping[str, Any]] | None = None,
         num_initial: int | None = None,
         fit_steps: int = 200,
         fit_restarts: int = 4,
@@ -115,6 +120,8 @@ class Optimizer:
             self._read_state() if self.state_path is not None and os.path.exists(self.state_path) else None
         )
         settings = saved["settings"] if saved else {}
+        if saved:
+            self._check_same_prior(settings.get("prior"), prior)
 
         def pick(name, given, default):
             stored = settings.get(name)
@@ -179,7 +186,7 @@ class Optimizer:
 
     # ---- public API ---------------------------------------------------------------------
     @classmethod
-    def resume(cls, state: str | os.PathLike, prior=None, **options) -> Optimizer:
+    def resume(cls, state: str | os.PathLike, prior: Prior | None = None, **options: Any) -> Optimizer:
         """Reopen a state file, taking the space (and settings) from it."""
         data = _load_json(os.fspath(state))
         try:
@@ -207,7 +214,7 @@ class Optimizer:
         scores = self.space.objective.to_score(np.array([t.value for t in ok]))
         return ok[int(np.argmax(scores))]
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """The trials as a one-task tuning log: parameter columns, the objective, ``status``."""
         import pandas as pd
 
@@ -218,7 +225,100 @@ class Optimizer:
         ]
         return pd.DataFrame(rows, columns=[*self.space.names, column, "status"])
 
-    def ask(self, n: int | None = None):
+    @property
+    def best_params(self) -> dict:
+        """The best successful trial's configuration (Optuna's ``study.best_params``)."""
+        best = self.best
+        if best is None:
+            raise ValueError("no successful trial yet: best_params is undefined")
+        return dict(best.config)
+
+    @property
+    def best_value(self) -> float:
+        """The best successful trial's objective value (raw, in the objective's own units)."""
+        best = self.best
+        if best is None:
+            raise ValueError("no successful trial yet: best_value is undefined")
+        return float(best.value)
+
+    def trials_dataframe(self) -> pd.DataFrame:
+        """The trials as a DataFrame: ``number``, the parameters, the objective, ``status`` and
+        ``best_so_far`` (the best successful value up to each trial)."""
+        frame = self.to_frame()
+        frame.insert(0, "number", np.arange(len(frame)))
+        values = frame[self.space.objective.column].to_numpy(dtype=float)
+        scores = self.space.objective.to_score(np.where(frame["status"].to_numpy() == "ok", values, np.nan))
+        best = np.fmax.accumulate(np.where(np.isfinite(scores), scores, -np.inf)) if len(scores) else scores
+        best_index = [int(np.flatnonzero(scores == b)[0]) if np.isfinite(b) else -1 for b in best]
+        frame["best_so_far"] = [values[i] if i >= 0 else np.nan for i in best_index]
+        return frame
+
+    def optimize(self, func: Callable[..., Any], n_trials: int, catch: tuple[type[BaseException], ...] = ()) -> Optimizer:
+        """Run ``n_trials`` rounds of ask, ``func(**config)``, tell (like Optuna's ``study.optimize``).
+
+        ``func`` returns the objective value; a non-finite value, or an exception listed in
+        ``catch``, records the trial as ``failed`` and the search goes on. Other exceptions
+        propagate (the trials told so far are kept, and on disk with a state file). Returns self.
+        """
+        if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)) or n_trials < 0:
+            raise ValueError(f"n_trials must be a non-negative integer, got {n_trials!r}")
+        for _ in range(int(n_trials)):
+            config = self.ask()
+            try:
+                value = func(**config)
+            except catch:
+                self.tell(config, status="failed")
+                continue
+            value = float(value)
+            if math.isfinite(value):
+                self.tell(config, value)
+            else:
+                self.tell(config, status="failed")
+        return self
+
+    def plot_history(self, path: str | os.PathLike | None = None):
+        """The optimization history: each trial's value and the best so far, against the trial
+        number (failures marked at the bottom). Writes a PNG to ``path`` if given; returns the
+        matplotlib Figure."""
+        import matplotlib
+
+        if path is not None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        frame = self.trials_dataframe()
+        column = self.space.objective.column
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        ok = frame["status"] == "ok"
+        ax.scatter(frame.loc[ok, "number"], frame.loc[ok, column], s=14, label="trial", color="tab:blue")
+        ax.step(frame["number"], frame["best_so_far"], where="post", color="tab:red", label="best so far")
+        if (~ok).any() and ok.any():
+            low = float(frame.loc[ok, column].min() if self.space.objective.direction == "maximize" else frame.loc[ok, column].max())
+            ax.scatter(frame.loc[~ok, "number"], np.full(int((~ok).sum()), low), marker="x", color="grey", label="failed")
+        if self.space.objective.transform == "neg_log" and ok.any() and (frame.loc[ok, column] > 0).all():
+            ax.set_yscale("log")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(f"{column} ({self.space.objective.direction}d)")
+        ax.set_title(f"optimization history ({len(frame)} trials)")
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        if path is not None:
+            from metabo.io import atomic_write_with
+
+            atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+        return fig
+
+    def __repr__(self) -> str:
+        prior = "no prior" if self.prior is None else f"prior {getattr(self.prior, 'digest', type(self.prior).__name__)}"
+        best = self.best
+        shown = "no successful trial" if best is None else f"best {self.space.objective.column}={best.value:.6g}"
+        where = f", state {self.state_path!r}" if self.state_path else ""
+        return (
+            f"Optimizer({self.space.dim}-D space {list(self.space.names)}, {prior}, {self.acquisition.name}, "
+            f"seed {self.seed}, {len(self._trials)} trial(s), {len(self._pending)} pending, {shown}{where})"
+        )
+
+    def ask(self, n: int | None = None) -> dict[str, float | int] | list[dict[str, float | int]]:
         """Next configuration(s) to evaluate, in user units.
 
         ``ask()`` returns one configuration (a dict); ``ask(n)`` returns a list of ``n``
@@ -296,6 +396,28 @@ class Optimizer:
         clean = self.space.to_configs(matrix)[0]
         return Trial(clean, value, status), self.space.to_unit(matrix)[0]
 
+    def _check_same_prior(self, stored, prior) -> None:
+        """Resuming must use the prior the search started with (or none if it had none)."""
+        path = self.state_path
+        stored_digest = stored.get("digest") if isinstance(stored, dict) else None
+        if stored is not None and prior is None:
+            raise StateFileError(
+                f"state file {path!r} was written by a search with a pre-trained prior (digest {stored_digest}); "
+                "resume it with that prior (prior=Prior.load(...), or --prior), or start a new state file for "
+                "single-task BO"
+            )
+        if stored is None and prior is not None:
+            raise StateFileError(
+                f"state file {path!r} was written by a search without a prior; resume it without one, or start a "
+                "new state file to use the prior"
+            )
+        digest = getattr(prior, "digest", None)
+        if stored_digest is not None and digest is not None and digest != stored_digest:
+            raise StateFileError(
+                f"state file {path!r} was written with prior digest {stored_digest}, but this prior's digest is "
+                f"{digest}: resume with the same prior file, or start a new state file"
+            )
+
     def _check_prior(self, prior) -> None:
         for attribute in ("model", "params", "space"):
             if not hasattr(prior, attribute):
@@ -310,11 +432,12 @@ class Optimizer:
             )
         mine, theirs = self.space.objective, prior_space.objective
         if (mine.direction, mine.transform) != (theirs.direction, theirs.transform):
-            warnings.warn(
-                f"the prior was trained on scores of a {theirs.direction} objective with transform "
-                f"{theirs.transform!r}, this space's objective is {mine.direction} with {mine.transform!r}",
-                UserWarning,
-                stacklevel=3,
+            # The prior's scores would be the negation (or another transform) of this task's:
+            # it would steer towards the worst configurations. The Optuna sampler refuses too.
+            raise ValueError(
+                f"the prior was trained to {theirs.direction} {theirs.column!r} (transform {theirs.transform!r}) "
+                f"but this space's objective is to {mine.direction} {mine.column!r} (transform {mine.transform!r}); "
+                "use the prior's objective direction and transform"
             )
 
     def _candidate_matrix(self, candidates) -> np.ndarray:
@@ -354,7 +477,9 @@ class Optimizer:
             "acquisition": self.acquisition.to_dict(),
             "num_initial": self.num_initial,
             "candidates": None if self._candidates_user is None else self._candidates_user.tolist(),
-            "prior": None if self.prior is None else {"model": _model_dict(self.prior.model)},
+            "prior": None
+            if self.prior is None
+            else {"model": _model_dict(self.prior.model), "digest": getattr(self.prior, "digest", None)},
         }
 
     def _write_state(self, trials: list[Trial]) -> None:
@@ -404,6 +529,22 @@ class Optimizer:
         return {"seed": seed, "settings": {**settings, "seed": seed}, "trials": trials}
 
 
+def optimize(
+    func: Callable[..., Any],
+    space: Space | Mapping[str, Any] | str | os.PathLike,
+    n_trials: int,
+    prior: Prior | None = None,
+    **options: Any,
+) -> Optimizer:
+    """``Optimizer(space, prior=prior, **options).optimize(func, n_trials)``: the one-call form.
+
+    ``func(**config)`` returns the objective value; returns the Optimizer (``best_params``,
+    ``best_value``, ``trials_dataframe()``, ``plot_history()``).
+    """
+    catch = options.pop("catch", ())
+    return Optimizer(space, prior=prior, **options).optimize(func, n_trials, catch=catch)
+
+
 def _load_json(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -436,4 +577,4 @@ def _model_dict(model) -> Any:
     return model.to_dict() if hasattr(model, "to_dict") else repr(model)
 
 
-__all__ = ["Optimizer", "Trial", "StateFileError", "TellError", "STATE_FORMAT", "STATE_VERSION"]
+__all__ = ["Optimizer", "optimize", "Trial", "StateFileError", "TellError", "STATE_FORMAT", "STATE_VERSION"]

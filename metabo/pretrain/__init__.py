@@ -6,6 +6,9 @@
 - ``train``: ``pretrain(log, ...) -> Prior``.
 """
 
+import sys
+import types
+
 from metabo.pretrain.fit import DEFAULT_LEARNING_RATE, FitResult, evaluate, fit, initial_params
 from metabo.pretrain.objectives import (
     OBJECTIVES,
@@ -21,6 +24,17 @@ from metabo.pretrain.objectives import (
 )
 from metabo.pretrain.prior import Prior, PriorFileError
 from metabo.pretrain.train import pretrain
+
+
+class _CallablePackage(types.ModuleType):
+    """``metabo.pretrain`` is a subpackage and the name users try first as a function: calling
+    the package calls ``pretrain`` (``metabo.pretrain(log, ...)``)."""
+
+    def __call__(self, *args, **kwargs):
+        return pretrain(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
 
 __all__ = [
     "pretrain",

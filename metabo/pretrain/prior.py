@@ -204,6 +204,29 @@ class Prior:
             raise ValueError("y_score has non-finite values; leave failed trials out or impute them")
         return y
 
+    @property
+    def digest(self) -> str:
+        """A short fingerprint (SHA-256, 16 hex digits) of what the prior predicts: model,
+        space, warp and parameter values. Saving and loading keep it; another pre-training
+        changes it. State files record it so a resumed search knows which prior it ran with."""
+        import hashlib
+
+        h = hashlib.sha256()
+        identity = {"model": self.model.to_dict(), "space": self.space.to_dict(), "warp": self.warp.to_dict()}
+        h.update(json.dumps(identity, sort_keys=True).encode("utf-8"))
+        for name, leaf in _flatten(self.params):
+            h.update(name.encode("utf-8"))
+            h.update(np.ascontiguousarray(leaf, dtype=np.float64).tobytes())
+        return h.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        kind = self.info.get("kind", "pre-trained")
+        return (
+            f"Prior({kind}, {self.model.mean} mean, {self.model.kernel} kernel, {self.space.dim}-D space "
+            f"{list(self.space.names)}, {len(self.tasks)} training task(s), warp {self.warp.kind!r}, "
+            f"digest {self.digest})"
+        )
+
     # ---- file -----------------------------------------------------------------------------
     def header(self) -> dict[str, Any]:
         return {

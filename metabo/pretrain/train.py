@@ -174,6 +174,7 @@ def pretrain(
         if heldout_padded is not None:
             losses["heldout_nll"] = evaluate(model, params, heldout_padded)["nll"]
 
+    _warn_if_degenerate(len(names), int(np.sum(padded.mask)), log.space.dim, model, params)
     info = {
         "objective": objective,
         "optimizer": optimizer,
@@ -199,6 +200,23 @@ def pretrain(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     return Prior(model, params, user_space, tuple(names), losses, info, warp=warp)
+
+
+def _warn_if_degenerate(num_tasks: int, points: int, dim: int, model: GPModel, params) -> None:
+    """Warn when the log is too small to learn a prior from (the fit then sits on its floors)."""
+    import warnings
+
+    needed = 10 * (dim + 1)
+    if num_tasks >= 2 and points >= needed:
+        return
+    h = model.hyper(params)
+    warnings.warn(
+        f"pre-trained on {num_tasks} task(s) and {points} point(s), too few to learn a prior from (at least 2 "
+        f"tasks and {needed} points for {dim} parameters); it learned signal={float(h.signal):.4g}, "
+        f"noise={float(h.noise):.4g}: check it with `metabo inspect` before using it",
+        RuntimeWarning,
+        stacklevel=4,  # the caller of pretrain (past its float64 wrapper)
+    )
 
 
 def score_unit(padded, low: float = 1e-2, high: float = 1e2) -> float:
