@@ -5,6 +5,12 @@ HELP = "suggest the next configuration(s) to evaluate, as JSON lines in user uni
 # A best point within this fraction of the range of a bound (on the model's unit scale, i.e.
 # after the log map for log parameters) counts as sitting on the border.
 BORDER_TOLERANCE = 0.01
+# Printed suggestions are rounded to this many significant digits (0.00010000000000000009 ->
+# 0.0001), unless rounding would leave the space.
+PRINT_DIGITS = 12
+# Optuna's study.trials_dataframe(): trial state -> status; unfinished trials are left out.
+OPTUNA_STATES = {"COMPLETE": "ok", "FAIL": "failed", "PRUNED": "failed"}
+OPTUNA_UNFINISHED = ("RUNNING", "WAITING")
 
 
 def add_arguments(parser) -> None:
@@ -16,6 +22,7 @@ def add_arguments(parser) -> None:
         metavar="TRIALS.csv",
         help="trials so far (CSV or Parquet): the parameter columns, the objective column and an optional "
         "status column (ok | diverged | failed); a task column is allowed if it names one task. "
+        "An Optuna export (study.trials_dataframe(): params_<name>, value, state) is read as it is. "
         "Omit it for a first suggestion.",
     )
     parser.add_argument("--prior", metavar="PRIOR", help="a pre-trained prior (from `metabo pretrain`)")
@@ -43,7 +50,7 @@ def run(args) -> int:
     except (SpaceError, OSError) as err:
         raise UserError(f"cannot load the space {args.space!r}: {err}") from err
 
-    history = _read_history(args.history, space) if args.history else None
+    history, history_rows = _read_history(args.history, space) if args.history else (None, None)
     prior = _load_prior(args.prior) if args.prior else None
 
     from metabo.bo.optimizer import Optimizer, TellError
@@ -53,6 +60,8 @@ def run(args) -> int:
     except ValueError as err:
         raise UserError(str(err)) from err
     if history is not None:
+        from metabo.data import LogValidationError
+
         column = space.objective.column
         for row, record in enumerate(history.to_dict("records")):
             config = {name: record[name] for name in space.names}
@@ -61,7 +70,8 @@ def run(args) -> int:
             try:
                 optimizer.tell(config, value, status=record["status"])
             except TellError as err:
-                raise UserError(f"{args.history}: row {row}: {err}") from err
+                where = LogValidationError(str(err), row=int(history_rows[row]), source=args.history)
+                raise UserError(f"{args.history}: {where}") from err
         _warn_border(optimizer, space)
 
     from metabo.bo.maximize import AllObservedError
@@ -71,13 +81,26 @@ def run(args) -> int:
     except AllObservedError as err:
         raise UserError(str(err)) from err
     for config in configs:
-        print(json.dumps(config))
+        print(json.dumps(_rounded(config, space)))
     sys.stdout.flush()
     return 0
 
 
+def _rounded(config, space) -> dict:
+    """A configuration for printing: floats to PRINT_DIGITS significant digits, unless the rounded
+    value would fall outside the parameter's [low, high] (no tolerance)."""
+    out = {}
+    for name, value in config.items():
+        if isinstance(value, float):
+            short = float(f"{value:.{PRINT_DIGITS}g}")
+            value = short if space[name].low <= short <= space[name].high else value
+        out[name] = value
+    return out
+
+
 def _read_history(path, space):
-    """The history as a validated one-task frame (parameters, objective, status)."""
+    """The history as a validated one-task frame (parameters, objective, status), and for each of its
+    rows the 0-based data row of the file it came from (None, None for an empty history)."""
     import numpy as np
     import pandas as pd
 
@@ -88,6 +111,25 @@ def _read_history(path, space):
         raw = read_table(path)
     except LogValidationError as err:
         raise UserError(str(err)) from err
+    file_columns = list(map(str, raw.columns))
+    rows = np.arange(len(raw))
+    optuna = _is_optuna_export(raw)
+    if optuna:
+        raw, rows = _from_optuna_export(raw, space, path)
+    column = space.objective.column
+    missing = [name for name in (*space.names, column) if name not in raw.columns]
+    if missing:
+        if optuna:
+            wanted = [f"params_{name}" for name in missing if name != column]
+            raise UserError(
+                f"{path}: this Optuna export has no column {wanted} for the space's parameter(s) "
+                f"{[name for name in missing if name != column]}; it has {file_columns}"
+            )
+        raise UserError(
+            f"{path}: missing column(s) {missing}; the history has {file_columns}. It needs one column per "
+            f"parameter {list(space.names)}, the objective column {column!r} and optionally a status column "
+            "(ok | diverged | failed)"
+        )
     if TASK_COLUMN in raw.columns:
         tasks = raw[TASK_COLUMN].dropna().astype(str).unique()
         if len(tasks) > 1:
@@ -98,8 +140,7 @@ def _read_history(path, space):
     else:
         raw = raw.assign(**{TASK_COLUMN: "history"})
     if len(raw) == 0:
-        return None
-    column = space.objective.column
+        return None, None
     # read_log validates columns, numbers, bounds and statuses with row/column messages. It also
     # rejects a task without any successful trial, which for a running tuning job is legitimate
     # (every run so far diverged): validate such a history with a dummy successful row.
@@ -119,11 +160,53 @@ def _read_history(path, space):
     try:
         log = read_log(frame, space, duplicates="keep")
     except LogValidationError as err:
+        if err.row is not None and err.row < len(rows):
+            err = err.located(path, row=int(rows[err.row]))
         raise UserError(f"{path}: {err}") from err
     result = log.frame
     if valid_row is not None:
         result = result.iloc[:-1]
-    return result.reset_index(drop=True)
+    return result.reset_index(drop=True), rows
+
+
+def _is_optuna_export(raw) -> bool:
+    """Columns of Optuna's study.trials_dataframe(): params_<name>..., value and state."""
+    columns = [str(c) for c in raw.columns]
+    return "value" in columns and "state" in columns and any(c.startswith("params_") for c in columns)
+
+
+def _from_optuna_export(raw, space, path):
+    """An Optuna trials_dataframe() table -> (history columns, data rows kept).
+
+    params_X -> X, value -> the space's objective column, state COMPLETE -> ok, FAIL and PRUNED ->
+    failed; RUNNING and WAITING trials (not finished) are left out.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from metabo.commands.common import UserError
+    from metabo.data import STATUS_COLUMN, LogValidationError
+
+    state = raw["state"].astype(str).str.strip().str.upper().str.replace("TRIALSTATE.", "", regex=False)
+    unfinished = state.isin(OPTUNA_UNFINISHED).to_numpy()
+    unknown = ~state.isin(list(OPTUNA_STATES)).to_numpy() & ~unfinished
+    if unknown.any():
+        row = int(np.argmax(unknown))
+        where = LogValidationError(
+            f"unknown Optuna trial state {str(raw['state'].iloc[row])!r}; expected one of "
+            f"{[*OPTUNA_STATES, *OPTUNA_UNFINISHED]}",
+            row=row,
+            column="state",
+            source=path,
+        )
+        raise UserError(f"{path}: {where}")
+    keep = ~unfinished
+    frame = pd.DataFrame(
+        {str(c)[len("params_") :]: raw[c].to_numpy() for c in raw.columns if str(c).startswith("params_")}
+    )
+    frame[space.objective.column] = raw["value"].to_numpy()
+    frame[STATUS_COLUMN] = state.map(OPTUNA_STATES).to_numpy()
+    return frame[keep].reset_index(drop=True), np.flatnonzero(keep)
 
 
 def _some_valid_value(space) -> float:

@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from metabo.cli import main
@@ -108,3 +110,116 @@ def test_suggest_reports_bad_arguments(files, capsys):
     assert "--n" in capsys.readouterr().err
     assert main(["suggest", "--space", str(space), "--prior", str(tmp_path / "none.npz")]) == 2
     assert "prior" in capsys.readouterr().err
+
+
+def test_missing_column_error_asks_only_for_what_a_history_needs(files, capsys):
+    tmp_path, space, _ = files
+    history = tmp_path / "bad.csv"
+    history.write_text("lr,loss\n0.01,0.4\n")
+    assert main(["suggest", "--space", str(space), "--history", str(history)]) == 2
+    err = capsys.readouterr().err
+    assert "['width']" in err and "'loss'" in err
+    assert "task" not in err  # a one-task history needs no task column
+
+
+def test_errors_say_the_data_row_and_the_csv_line(files, capsys):
+    tmp_path, space, _ = files
+    history = tmp_path / "trials.csv"
+    history.write_text("lr,width,loss\n0.01,32,0.4\n0.02,32,0.3\n5.0,32,0.3\n")
+    assert main(["suggest", "--space", str(space), "--history", str(history)]) == 2
+    err = capsys.readouterr().err
+    assert "row 2 (counting data rows from 0; line 4 of trials.csv), column 'lr': value 5.0 is outside" in err
+    assert "np." not in err
+
+
+def test_printed_suggestions_are_rounded_but_stay_in_the_space():
+    from metabo.commands.suggest_cmd import _rounded
+
+    space = Space(
+        (
+            Parameter("lr", "real", 1e-6, 1.0, log=True),
+            Parameter("wd", "real", 0.1234567890123456, 0.5),
+            Parameter("width", "int", 8, 64),
+        ),
+        Objective("loss", "minimize"),
+    )
+    noisy = {"lr": 0.00010000000000000009, "wd": 0.3000000000000001, "width": 16}
+    assert _rounded(noisy, space) == {"lr": 0.0001, "wd": 0.3, "width": 16}
+    assert json.dumps(_rounded({"lr": 1.0000000000000004e-06, "wd": 0.2, "width": 8}, space)) == (
+        '{"lr": 1e-06, "wd": 0.2, "width": 8}'
+    )
+    # Rounding the lower bound 0.1234567890123456 to 12 digits would leave the space: kept as it is.
+    edge = _rounded({"lr": 0.5, "wd": 0.1234567890123456, "width": 8}, space)
+    assert edge["wd"] == 0.1234567890123456 and space.contains(space.config_matrix([edge])).all()
+
+
+def test_suggest_prints_at_most_twelve_significant_digits(files, capsys):
+    _, space, history = files
+    configs, _ = suggestions(capsys, ["suggest", "--space", str(space), "--history", str(history), "--n", "3"])
+    for config in configs:
+        assert len(repr(config["lr"]).split("e")[0].replace(".", "").replace("-", "").lstrip("0")) <= 12
+    assert SPACE.contains(SPACE.config_matrix(configs)).all()
+
+
+# ---- Optuna's own export: study.trials_dataframe().to_csv(...) ----------------------------------
+def _optuna_export(tmp_path):
+    """A real study's trials_dataframe() as CSV: 5 complete, then failed, pruned, running trials."""
+    optuna = pytest.importorskip("optuna")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial):
+        lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        width = trial.suggest_int("width", 8, 64)
+        return (lr - 0.01) ** 2 + width / 100
+
+    study.optimize(objective, n_trials=5)
+    for state in (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED, None):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        trial.suggest_int("width", 8, 64)
+        if state is not None:
+            study.tell(trial, state=state)  # the last one stays RUNNING
+    path = tmp_path / "optuna_trials.csv"
+    study.trials_dataframe().to_csv(path, index=False)
+    return study, path
+
+
+def test_suggest_reads_an_optuna_trials_dataframe_export(files, capsys):
+    from metabo.commands.suggest_cmd import _read_history
+
+    tmp_path, space, _ = files
+    study, path = _optuna_export(tmp_path)
+    header = path.read_text().splitlines()[0].split(",")
+    assert {"number", "value", "params_lr", "params_width", "state"} <= set(header)
+    configs, _ = suggestions(capsys, ["suggest", "--space", str(space), "--history", str(path), "--n", "2"])
+    assert len(configs) == 2 and SPACE.contains(SPACE.config_matrix(configs)).all()
+    seen = {(t.params["lr"], t.params["width"]) for t in study.trials}
+    assert not {(c["lr"], c["width"]) for c in configs} & seen
+
+    frame, rows = _read_history(str(path), SPACE)
+    assert list(rows) == [0, 1, 2, 3, 4, 5, 6]  # the RUNNING trial (row 7) is left out
+    assert list(frame["status"]) == ["ok"] * 5 + ["failed", "failed"]
+    trials = study.trials[:7]
+    np.testing.assert_allclose(frame["lr"], [t.params["lr"] for t in trials], rtol=1e-12)
+    np.testing.assert_array_equal(frame["width"], [t.params["width"] for t in trials])
+    np.testing.assert_allclose(frame["loss"].iloc[:5], [t.value for t in trials[:5]], rtol=1e-12)
+
+
+def test_optuna_export_errors(files, capsys):
+    tmp_path, space, _ = files
+    _, path = _optuna_export(tmp_path)
+    table = pd.read_csv(path)
+    table.drop(columns="params_width").to_csv(tmp_path / "no_width.csv", index=False)
+    assert main(["suggest", "--space", str(space), "--history", str(tmp_path / "no_width.csv")]) == 2
+    assert "no column ['params_width']" in capsys.readouterr().err
+    table.assign(state=["COMPLETE"] * 3 + ["EXPLODED"] + ["COMPLETE"] * (len(table) - 4)).to_csv(
+        tmp_path / "odd_state.csv", index=False
+    )
+    assert main(["suggest", "--space", str(space), "--history", str(tmp_path / "odd_state.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "row 3 (counting data rows from 0; line 5 of odd_state.csv)" in err and "'EXPLODED'" in err
+    table.loc[1, "params_lr"] = 5.0  # outside the space: the error names the file's row, not the kept row
+    table.to_csv(tmp_path / "outside.csv", index=False)
+    assert main(["suggest", "--space", str(space), "--history", str(tmp_path / "outside.csv")]) == 2
+    assert "row 1 (counting data rows from 0; line 3 of outside.csv), column 'lr'" in capsys.readouterr().err
