@@ -197,21 +197,15 @@ def main(argv=None) -> int:
         for g in grams:
             np.linalg.cholesky(g)
 
-    from metabo.pretrain import fastnll
+    from metabo.gp import lapack as gp_lapack
 
-    lapack_threads = fastnll.lapack_threads()
+    lapack_threads = gp_lapack.lapack_threads()
     host_values, host_alphas, host_work = np.empty(len(grams)), np.empty(grams.shape[:2]), np.empty_like(grams)
     residuals = np.asarray(y) - 1.0
 
     def host_lapack():
         # The LAPACK work of metabo's callback alone (potrf, potrs, potri), on its threads.
-        lapack = fastnll._lapack_of(grams.dtype)
-        fastnll._run_tasks(
-            lambda i: lapack.nll(
-                grams[i], residuals[i], host_values[i : i + 1].reshape(()), host_alphas[i], host_work[i], True
-            ),
-            len(grams),
-        )
+        gp_lapack.host_nll_batch(grams, residuals, host_values, host_alphas, host_work)
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -219,7 +213,7 @@ def main(argv=None) -> int:
 
     def threaded_cholesky():
         # NumPy's Cholesky given the same task threads (NumPy's linalg releases the GIL).
-        with fastnll._blas_single_thread():
+        with gp_lapack.blas_single_thread():
             list(cholesky_pool.map(np.linalg.cholesky, grams))
 
     names = (

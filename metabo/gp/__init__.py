@@ -1,8 +1,11 @@
-"""Float64 Gaussian-process core: kernels, means, parameters, likelihood, posterior."""
+"""Float64 Gaussian-process core, all GP numerics of metabo: kernels, means, parameters, the
+likelihood (XLA and LAPACK backends), conditioning and prediction, padding buckets, the fitting
+loop."""
 
-from metabo.gp.linalg import cholesky_adaptive, gaussian_nll, mask_gram, warn_jitter
+from metabo.gp.linalg import cholesky_adaptive, gaussian_nll, gaussian_nll_multi, mask_gram, warn_jitter
 from metabo.gp.model import KERNELS, MEANS, GPModel, GPParams, Hyper, inverse_softplus, softplus
 from metabo.gp.posterior import (
+    NLL_BACKENDS,
     Conditioned,
     condition,
     log_marginal_likelihood,
@@ -23,6 +26,8 @@ __all__ = [
     "inverse_softplus",
     "cholesky_adaptive",
     "gaussian_nll",
+    "gaussian_nll_multi",
+    "NLL_BACKENDS",
     "mask_gram",
     "warn_jitter",
     "Conditioned",

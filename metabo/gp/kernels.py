@@ -1,11 +1,21 @@
 """Covariance functions on pre-scaled inputs (inputs already divided by ARD lengthscales).
 
-Each kernel is a pure function ``(z1 [n, p], z2 [m, p], signal [], bias []) -> [n, m]``.
+The one definition of every kernel. Each kernel is a pure function
+``(z1 [n, p], z2 [m, p], signal [], bias []) -> [n, m]``. A stationary kernel is
+``signal * profile(d2)`` of the squared distance d2 = |z1 - z2|^2, and its profile lives in
+``STATIONARY`` together with ``slope(d2) = profile'(d2) / profile(d2)``, which the hand-written
+gradients of ``metabo.gp.lapack`` use: fast backends import these definitions, they do not
+write the formulas again.
+
 Squared distances use matrix products (fast on CPU), clamped at zero; ``sqrt`` goes through a
-double ``where`` so its gradient at zero distance is finite.
+double ``where`` (``safe_sqrt``) so that neither its value nor its gradient at zero distance is
+NaN or infinite.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax.numpy as jnp
 
@@ -21,24 +31,80 @@ def squared_distance(z1, z2):
 
 
 def safe_sqrt(x):
-    """sqrt with a zero (not infinite) gradient at 0."""
-    positive = x > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+    """sqrt(x) for x >= 0 [...] -> [...], with value 0 and gradient 0 (not inf) at x <= 0.
+
+    The double ``where`` of tinygp's ``kernels/distance.py``: the outer one picks 0 where
+    x <= 0 and stops the cotangent there; the inner one (written as a maximum) keeps the
+    argument of sqrt positive, so no branch is NaN or inf, forward or backward. Its fallback is
+    the smallest normal number rather than 1: XLA may recompute ``x`` in several fusions with
+    different rounding (FMA contraction), so the two predicates can disagree about an x of
+    order 1e-17; the sqrt branch then gives sqrt(tiny) ~ 1e-154 instead of 1 (with a fallback
+    of 1, jit(value_and_grad) of a Matern NLL with zero distances returned wrong values and NaN
+    under JAX 0.10.2).
+    """
+    tiny = jnp.finfo(jnp.result_type(x, float)).tiny
+    return jnp.where(x > 0, jnp.sqrt(jnp.maximum(x, tiny)), 0.0)
+
+
+# ---- stationary profiles: k(d2) / signal and its logarithmic slope -----------------------------
+def se_profile(d2):
+    """exp(-d2 / 2). d2: [...] -> [...]."""
+    return jnp.exp(-0.5 * d2)
+
+
+def se_slope(d2):
+    """d/dd2 log exp(-d2 / 2) = -1/2. d2: [...] -> [...]."""
+    return jnp.full_like(d2, -0.5)
+
+
+def matern32_profile(d2):
+    """(1 + r) exp(-r), r = sqrt(3 d2). d2: [...] -> [...]."""
+    r = SQRT3 * safe_sqrt(d2)
+    return (1.0 + r) * jnp.exp(-r)
+
+
+def matern32_slope(d2):
+    """k'(d2) / k(d2) = -3/2 / (1 + r) for the Matern 3/2 profile. d2: [...] -> [...]."""
+    return -1.5 / (1.0 + SQRT3 * safe_sqrt(d2))
+
+
+def matern52_profile(d2):
+    """(1 + r + r^2 / 3) exp(-r), r = sqrt(5 d2). d2: [...] -> [...]."""
+    r = SQRT5 * safe_sqrt(d2)
+    return (1.0 + r + (5.0 / 3.0) * d2) * jnp.exp(-r)
+
+
+def matern52_slope(d2):
+    """k'(d2) / k(d2) = -5/6 (1 + r) / (1 + r + r^2 / 3) for the Matern 5/2 profile."""
+    r = SQRT5 * safe_sqrt(d2)
+    return (-5.0 / 6.0) * (1.0 + r) / (1.0 + r + (5.0 / 3.0) * d2)
+
+
+class Stationary(NamedTuple):
+    """A stationary kernel as functions of the squared distance d2 [...] -> [...]:
+    ``profile(d2)`` with profile(0) = 1, and ``slope(d2) = profile'(d2) / profile(d2)``."""
+
+    profile: Callable
+    slope: Callable
+
+
+STATIONARY = {
+    "se": Stationary(se_profile, se_slope),
+    "matern32": Stationary(matern32_profile, matern32_slope),
+    "matern52": Stationary(matern52_profile, matern52_slope),
+}
 
 
 def squared_exponential(z1, z2, signal, bias=0.0):
-    return signal * jnp.exp(-0.5 * squared_distance(z1, z2))
+    return signal * se_profile(squared_distance(z1, z2))
 
 
 def matern32(z1, z2, signal, bias=0.0):
-    r = SQRT3 * safe_sqrt(squared_distance(z1, z2))
-    return signal * (1.0 + r) * jnp.exp(-r)
+    return signal * matern32_profile(squared_distance(z1, z2))
 
 
 def matern52(z1, z2, signal, bias=0.0):
-    d2 = squared_distance(z1, z2)
-    r = SQRT5 * safe_sqrt(d2)
-    return signal * (1.0 + r + (5.0 / 3.0) * d2) * jnp.exp(-r)
+    return signal * matern52_profile(squared_distance(z1, z2))
 
 
 def dot_product(z1, z2, signal, bias=0.0):

@@ -1,5 +1,5 @@
 """Linear algebra for GPs: masked Gram matrices, Cholesky with adaptive jitter, and the
-Gaussian negative log likelihood with a hand-written gradient.
+Gaussian negative log likelihood with a hand-written gradient (its XLA backend).
 
 The NLL gradient uses dNLL/dK = 1/2 (K^-1 - alpha alpha^T), alpha = K^-1 r, from one Cholesky
 factor, instead of differentiating through the factorization (several times cheaper).
@@ -23,33 +23,42 @@ def mask_gram(gram, mask):
     return jnp.where(pair, gram, 0.0) + jnp.diag(jnp.where(mask, 0.0, 1.0))
 
 
-@jax.custom_vjp
 def gaussian_nll(gram, residual):
     """-log N(residual | 0, gram) without the 2 pi term: 1/2 r^T K^-1 r + 1/2 log det K.
 
-    gram: [n, n] SPD, residual: [n] -> []. NaN when the Cholesky factorization fails.
+    gram: [n, n] SPD, residual: [n] -> []. NaN when the Cholesky factorization fails. The XLA
+    backend (``metabo.gp.lapack`` has the LAPACK one): ``gaussian_nll_multi`` with one residual.
     """
-    value, _ = _nll_fwd(gram, residual)
+    return gaussian_nll_multi(gram, residual[None, :])
+
+
+@jax.custom_vjp
+def gaussian_nll_multi(gram, residuals):
+    """``1/2 sum_i r_i^T K^-1 r_i + 1/2 log det K`` for several residuals sharing one K.
+
+    gram: [M, M] SPD, residuals: [N, M] -> []. NaN when the Cholesky factorization fails.
+    The gradient uses dL/dK = 1/2 (K^-1 - A A^T), A = K^-1 R^T, from one factorization.
+    """
+    value, _ = _nll_fwd(gram, residuals)
     return value
 
 
-def _nll_fwd(gram, residual):
+def _nll_fwd(gram, residuals):
     chol = jnp.linalg.cholesky(gram)
-    alpha = cho_solve((chol, True), residual)
-    value = 0.5 * residual @ alpha + jnp.sum(jnp.log(jnp.diagonal(chol)))
-    return value, (chol, alpha)
+    solved = cho_solve((chol, True), residuals.T)  # [M, N]
+    value = 0.5 * jnp.sum(residuals.T * solved) + jnp.sum(jnp.log(jnp.diagonal(chol)))
+    return value, (chol, solved)
 
 
 def _nll_bwd(saved, g):
-    chol, alpha = saved
+    chol, solved = saved
     eye = jnp.eye(chol.shape[-1], dtype=chol.dtype)
     chol_inv = solve_triangular(chol, eye, lower=True)
     gram_inv = chol_inv.T @ chol_inv
-    grad_gram = 0.5 * (gram_inv - jnp.outer(alpha, alpha))
-    return g * grad_gram, g * alpha
+    return g * 0.5 * (gram_inv - solved @ solved.T), g * solved.T
 
 
-gaussian_nll.defvjp(_nll_fwd, _nll_bwd)
+gaussian_nll_multi.defvjp(_nll_fwd, _nll_bwd)
 
 
 def cholesky_adaptive(gram, max_tries: int = 10, initial: float = 1e-10):

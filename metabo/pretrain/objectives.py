@@ -22,22 +22,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import cho_solve, solve_triangular
 
 from metabo.data import MatchedBlock
-from metabo.gp.linalg import LOG_2PI, gaussian_nll
+from metabo.gp.lapack import use_lapack
+from metabo.gp.linalg import LOG_2PI, gaussian_nll_multi
 from metabo.gp.model import GPModel, GPParams
 from metabo.gp.posterior import negative_log_likelihood, noisy_gram
-from metabo.pretrain.fastnll import (
-    STATIONARY_KERNELS,
-    lapack_gaussian_nll,
-    stationary_gram,
-    stationary_lapack_nll,
-    use_lapack,
-)
 
 OBJECTIVES = ("nll", "ekl", "nll+ekl")
-NLL_METHODS = ("auto", "reference")
+# method -> backend of metabo.gp.negative_log_likelihood
+NLL_METHODS = {"auto": "lapack", "reference": "xla"}
 # Bytes of the n x n float64 matrices of one chunk of tasks when large tasks are processed in
 # chunks: a bound on the forward pass's temporaries, large enough for the usual jobs to run as one
 # batch (24 tasks of 500 points are 48 MB): a chunked loop stacks and copies the residuals the
@@ -55,27 +49,12 @@ def task_nll(model: GPModel, params: GPParams, x, y, mask=None, method: str = "a
     """Negative log marginal likelihood of one task, summed over its real points.
 
     x: [n, d], y: [n], mask: [n] bool -> []. Includes the ``M/2 log 2 pi`` term.
-    ``method="reference"`` is ``metabo.gp.negative_log_likelihood``; ``"auto"`` gives the same
-    value and gradient faster on CPU (``metabo.pretrain.fastnll``).
+    ``metabo.gp.negative_log_likelihood`` with its ``"lapack"`` backend for ``method="auto"``
+    (faster on CPU, same value and gradient) and its ``"xla"`` backend for ``"reference"``.
     """
     if method not in NLL_METHODS:
-        raise PretrainError(f"unknown NLL method {method!r}; expected one of {NLL_METHODS}")
-    if method == "reference":
-        return negative_log_likelihood(model, params, x, y, mask)
-    mask = jnp.ones(x.shape[0], dtype=bool) if mask is None else mask
-    residual = jnp.where(mask, y - model.mean_fn(params, x), 0.0)
-    constant = 0.5 * jnp.sum(mask) * LOG_2PI
-    lapack = use_lapack(x.shape[0])
-    if model.kernel in STATIONARY_KERNELS:
-        h = model.hyper(params)
-        z = model.features(params, x) / h.lengthscale
-        if lapack:
-            return stationary_lapack_nll(model.kernel, z, h.signal, h.noise, mask, residual) + constant
-        gram = stationary_gram(model.kernel, z, h.signal, h.noise, mask)
-    else:
-        gram = noisy_gram(model, params, x, mask)
-    core = lapack_gaussian_nll if lapack else gaussian_nll
-    return core(gram, residual) + constant
+        raise PretrainError(f"unknown NLL method {method!r}; expected one of {tuple(NLL_METHODS)}")
+    return negative_log_likelihood(model, params, x, y, mask, backend=NLL_METHODS[method])
 
 
 def per_task_nll(model: GPModel, params: GPParams, padded_x, padded_y, mask, method: str = "auto"):
@@ -177,35 +156,6 @@ def pad_blocks(blocks: Sequence[MatchedBlock], dim: int | None = None) -> Padded
         point_mask[b, : bx.shape[0]] = True
         task_mask[b, : by.shape[0]] = True
     return PaddedBlocks(x, y, point_mask, task_mask)
-
-
-@jax.custom_vjp
-def gaussian_nll_multi(gram, residuals):
-    """``1/2 sum_i r_i^T K^-1 r_i + 1/2 log det K`` for several residuals sharing one K.
-
-    gram: [M, M] SPD, residuals: [N, M] -> []. The gradient uses
-    dL/dK = 1/2 (K^-1 - A A^T), A = K^-1 R^T, from one factorization (as ``gaussian_nll``).
-    """
-    value, _ = _multi_fwd(gram, residuals)
-    return value
-
-
-def _multi_fwd(gram, residuals):
-    chol = jnp.linalg.cholesky(gram)
-    solved = cho_solve((chol, True), residuals.T)  # [M, N]
-    value = 0.5 * jnp.sum(residuals.T * solved) + jnp.sum(jnp.log(jnp.diagonal(chol)))
-    return value, (chol, solved)
-
-
-def _multi_bwd(saved, g):
-    chol, solved = saved
-    eye = jnp.eye(chol.shape[-1], dtype=chol.dtype)
-    chol_inv = solve_triangular(chol, eye, lower=True)
-    gram_inv = chol_inv.T @ chol_inv
-    return g * 0.5 * (gram_inv - solved @ solved.T), g * solved.T
-
-
-gaussian_nll_multi.defvjp(_multi_fwd, _multi_bwd)
 
 
 def ekl_block(model: GPModel, params: GPParams, x, y, point_mask=None, task_mask=None):

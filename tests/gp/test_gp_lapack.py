@@ -1,4 +1,5 @@
-"""The fast NLL path agrees with metabo.gp (values and gradients) for every kernel and mean."""
+"""The LAPACK NLL backend (metabo.gp.lapack) agrees with the XLA backend (values and gradients)
+for every kernel and mean, and jit(value_and_grad) equals eager on padded tasks."""
 
 import os
 
@@ -9,8 +10,7 @@ import pytest
 from jax.test_util import check_grads
 
 from metabo.data import pad_arrays
-from metabo.gp import GPModel, gaussian_nll, noisy_gram
-from metabo.pretrain import fastnll
+from metabo.gp import GPModel, gaussian_nll, lapack, noisy_gram
 from metabo.pretrain.objectives import nll_objective, per_task_nll
 
 
@@ -63,6 +63,34 @@ def test_fast_value_and_gradient_equal_reference(model):
     assert_trees_close(grad, ref_grad, rtol=1e-8)
 
 
+@pytest.mark.parametrize("backend", ["lapack", "xla"])
+@pytest.mark.parametrize("kernel", ["se", "matern32", "matern52"])
+def test_jit_value_and_grad_of_small_padded_tasks_is_finite_and_equals_eager(kernel, backend):
+    # Padded rows (all-zero inputs) and an exact duplicate give zero distances on and off the
+    # diagonal. With a double-where sqrt whose inner fallback was 1, XLA's recomputation of the
+    # distances in different fusions made jit(value_and_grad) wrong (NaN) under JAX 0.10.2.
+    from metabo.gp import negative_log_likelihood
+
+    model = GPModel("constant", kernel)
+    padded = tasks([9, 5, 12], 3, duplicate=True)
+    params = perturbed_params(model, 3)
+    x, y, mask = (jnp.asarray(a) for a in (padded.x, padded.y, padded.mask))
+
+    def total(p):
+        per_task = jax.vmap(lambda xi, yi, mi: negative_log_likelihood(model, p, xi, yi, mi, backend=backend))
+        return jnp.sum(per_task(x, y, mask))
+
+    value, grad = jax.jit(jax.value_and_grad(total))(params)
+    eager_value, eager_grad = jax.value_and_grad(total)(params)
+    assert np.isfinite(float(value))
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grad))
+    np.testing.assert_allclose(value, eager_value, rtol=1e-12)
+    assert_trees_close(grad, eager_grad, rtol=1e-10)
+    # And one task on its own, unvmapped (the shape pre-training's small tasks see).
+    one = jax.jit(jax.value_and_grad(lambda p: negative_log_likelihood(model, p, x[1], y[1], mask[1], backend)))
+    np.testing.assert_allclose(one(params)[0], negative_log_likelihood(model, params, x[1], y[1], mask[1]), rtol=1e-12)
+
+
 @pytest.mark.parametrize("kernel", ["se", "matern32", "matern52"])
 def test_stationary_gram_value_and_check_grads(kernel):
     rng = np.random.default_rng(2)
@@ -73,13 +101,13 @@ def test_stationary_gram_value_and_check_grads(kernel):
         model.init(jax.random.PRNGKey(0), 2), lengthscale=np.ones(2), signal=1.7, noise=0.2
     )
     np.testing.assert_allclose(
-        fastnll.stationary_gram(kernel, z, 1.7, 0.2, mask), noisy_gram(model, params, z, mask), rtol=1e-12
+        lapack.stationary_gram(kernel, z, 1.7, 0.2, mask), noisy_gram(model, params, z, mask), rtol=1e-12
     )
     # A random, non-symmetric cotangent: the hand-written rule must not assume symmetry.
     weights = rng.standard_normal((7, 7))
 
     def f(z, signal, noise):
-        return jnp.sum(weights * fastnll.stationary_gram(kernel, z, signal, noise, mask))
+        return jnp.sum(weights * lapack.stationary_gram(kernel, z, signal, noise, mask))
 
     check_grads(f, (z, 1.7, 0.2), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
 
@@ -92,18 +120,18 @@ def test_lapack_nll_equals_xla_nll_and_gradients():
     def gram(a):
         return a @ jnp.swapaxes(a, -1, -2) + 0.3 * jnp.eye(70)
 
-    ours = jax.jit(jax.vmap(fastnll.lapack_gaussian_nll))(gram(a), r)
+    ours = jax.jit(jax.vmap(lapack.lapack_gaussian_nll))(gram(a), r)
     ref = jax.vmap(gaussian_nll)(gram(a), r)
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
     # unbatched call, then gradients through an SPD parametrisation
-    np.testing.assert_allclose(fastnll.lapack_gaussian_nll(gram(a[0]), r[0]), ref[0], rtol=1e-12)
+    np.testing.assert_allclose(lapack.lapack_gaussian_nll(gram(a[0]), r[0]), ref[0], rtol=1e-12)
     g_ours = jax.grad(
-        lambda a, r: jnp.sum(jax.vmap(fastnll.lapack_gaussian_nll)(gram(a), r)), argnums=(0, 1)
+        lambda a, r: jnp.sum(jax.vmap(lapack.lapack_gaussian_nll)(gram(a), r)), argnums=(0, 1)
     )(a, r)
     g_ref = jax.grad(lambda a, r: jnp.sum(jax.vmap(gaussian_nll)(gram(a), r)), argnums=(0, 1))(a, r)
     assert_trees_close(g_ours, g_ref, rtol=1e-9)
     check_grads(
-        lambda a, r: fastnll.lapack_gaussian_nll(gram(a), r),
+        lambda a, r: lapack.lapack_gaussian_nll(gram(a), r),
         (a[1], r[1]),
         order=1,
         modes=["rev"],
@@ -116,9 +144,9 @@ def test_lapack_nll_is_nan_for_non_positive_definite():
     bad = np.eye(70)
     bad[5, 5] = -1.0
     batch = np.stack([np.eye(70), bad])
-    values = jax.jit(jax.vmap(fastnll.lapack_gaussian_nll))(batch, np.ones((2, 70)))
+    values = jax.jit(jax.vmap(lapack.lapack_gaussian_nll))(batch, np.ones((2, 70)))
     assert np.isfinite(values[0]) and np.isnan(values[1])
-    grad = jax.grad(lambda k: jnp.sum(jax.vmap(fastnll.lapack_gaussian_nll)(k, np.ones((2, 70)))))(batch)
+    grad = jax.grad(lambda k: jnp.sum(jax.vmap(lapack.lapack_gaussian_nll)(k, np.ones((2, 70)))))(batch)
     assert np.all(np.isfinite(grad[0])) and np.all(np.isnan(grad[1]))
 
 
@@ -129,7 +157,7 @@ def test_large_tasks_take_the_lapack_path_in_chunks_and_agree(monkeypatch):
     model = GPModel()
     padded = tasks([80, 41, 66], 2, seed=5)
     params = perturbed_params(model, 2)
-    assert fastnll.use_lapack(80) == (jax.default_backend() == "cpu")
+    assert lapack.use_lapack(80) == (jax.default_backend() == "cpu")
     per_task = jax.jit(per_task_nll, static_argnums=0, static_argnames="method")
     ref = per_task(model, params, padded.x, padded.y, padded.mask, method="reference")
     np.testing.assert_allclose(per_task(model, params, padded.x, padded.y, padded.mask), ref, rtol=1e-12)
@@ -162,12 +190,12 @@ def test_fused_stationary_nll_equals_gram_then_nll(kernel):
     mask = jnp.asarray(mask)  # closed over under jit: custom_vjp rules reject NumPy constants
 
     def fused(z, signal, noise, r):
-        one = lambda zi, mi, ri: fastnll.stationary_lapack_nll(kernel, zi, signal, noise, mi, ri)  # noqa: E731
+        one = lambda zi, mi, ri: lapack.stationary_lapack_nll(kernel, zi, signal, noise, mi, ri)  # noqa: E731
         return jnp.sum(jnp.arange(1.0, 4.0) * jax.vmap(one)(z, mask, r))
 
     def separate(z, signal, noise, r):
         def one(zi, mi, ri):
-            return gaussian_nll(fastnll.stationary_gram(kernel, zi, signal, noise, mi), ri)
+            return gaussian_nll(lapack.stationary_gram(kernel, zi, signal, noise, mi), ri)
 
         return jnp.sum(jnp.arange(1.0, 4.0) * jax.vmap(one)(z, mask, r))
 
@@ -178,7 +206,7 @@ def test_fused_stationary_nll_equals_gram_then_nll(kernel):
     for a, b in zip(ours, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
     check_grads(
-        lambda z, s, n: fastnll.stationary_lapack_nll(kernel, z, s, n, mask[1], residual[1]),
+        lambda z, s, n: lapack.stationary_lapack_nll(kernel, z, s, n, mask[1], residual[1]),
         (z[1], 1.3, 0.07),
         order=1,
         modes=["rev"],
@@ -201,14 +229,14 @@ def test_host_lapack_threads_give_identical_results(monkeypatch, threads):
     def value_and_grad():
         return jax.jit(
             jax.value_and_grad(
-                lambda k: jnp.sum(jnp.arange(1.0, 6.0) * jax.vmap(fastnll.lapack_gaussian_nll)(k, r))
+                lambda k: jnp.sum(jnp.arange(1.0, 6.0) * jax.vmap(lapack.lapack_gaussian_nll)(k, r))
             )
         )(grams)
 
-    monkeypatch.setenv(fastnll.LAPACK_THREADS_ENV, threads)
-    assert fastnll.lapack_threads() == int(threads)
+    monkeypatch.setenv(lapack.LAPACK_THREADS_ENV, threads)
+    assert lapack.lapack_threads() == int(threads)
     value, grad = value_and_grad()
-    monkeypatch.setenv(fastnll.LAPACK_THREADS_ENV, "1")
+    monkeypatch.setenv(lapack.LAPACK_THREADS_ENV, "1")
     jax.clear_caches()
     value_1, grad_1 = value_and_grad()
     assert np.isnan(value) and np.isnan(value_1)
@@ -228,10 +256,10 @@ def test_host_lapack_threads_give_identical_results(monkeypatch, threads):
 
 
 def test_lapack_threads_setting(monkeypatch):
-    monkeypatch.delenv(fastnll.LAPACK_THREADS_ENV, raising=False)
-    assert fastnll.lapack_threads() == len(os.sched_getaffinity(0))
-    monkeypatch.setenv(fastnll.LAPACK_THREADS_ENV, "0")
-    assert fastnll.lapack_threads() == 1
-    monkeypatch.setenv(fastnll.LAPACK_THREADS_ENV, "two")
+    monkeypatch.delenv(lapack.LAPACK_THREADS_ENV, raising=False)
+    assert lapack.lapack_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv(lapack.LAPACK_THREADS_ENV, "0")
+    assert lapack.lapack_threads() == 1
+    monkeypatch.setenv(lapack.LAPACK_THREADS_ENV, "two")
     with pytest.raises(ValueError, match="METABO_LAPACK_THREADS must be a positive integer"):
-        fastnll.lapack_threads()
+        lapack.lapack_threads()
