@@ -40,6 +40,11 @@ SPEEDUP_DEFINITION = (
 )
 
 
+def plural(count, word: str, many: str | None = None) -> str:
+    """``count`` and ``word`` in the right number: ``plural(1, "seed")`` -> ``"1 seed"``, else "3 seeds"."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
 def _clean(value):
     """NaN/inf -> None and NumPy scalars -> Python, recursively, for strict JSON."""
     if isinstance(value, dict):
@@ -202,8 +207,8 @@ def markdown_report(summary: dict) -> str:
     lines = [
         "# Benchmark report",
         "",
-        f"Leave-one-task-out over {len(summary['tasks'])} target task(s), {summary['seeds']} seed(s), "
-        f"budget {budget} evaluation(s) (requested {summary['requested_budget']}); "
+        f"Leave-one-task-out over {plural(len(summary['tasks']), 'target task')}, {plural(summary['seeds'], 'seed')}, "
+        f"budget {plural(budget, 'evaluation')} (requested {summary['requested_budget']}); "
         f"methods: {', '.join(f'`{m}`' for m in methods)}.",
         "",
         "## Efficiency ratio",
@@ -267,7 +272,7 @@ def markdown_report(summary: dict) -> str:
             "their regret stays at its final value (0) for the remaining steps."
         )
     if summary["excluded_related"]:
-        lines.append(f"- Related tasks were left out of training for {len(summary['excluded_related'])} target(s) (see summary.json).")
+        lines.append(f"- Related tasks were left out of training for {plural(len(summary['excluded_related']), 'target')} (see summary.json).")
     if summary["no_results"]:
         lines.append(
             f"- No finished unit, left out of every table: {', '.join(f'`{m}`' for m in summary['no_results'])}."
@@ -337,7 +342,7 @@ def plot_regret(summary: dict, path) -> None:
     left.set_ylabel("normalized regret")
     if right.lines:
         right.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    fig.suptitle(f"{len(summary['tasks'])} tasks x {summary['seeds']} seeds")
+    fig.suptitle(f"{plural(len(summary['tasks']), 'task')} x {plural(summary['seeds'], 'seed')}")
     _save(fig, Path(path))
 
 

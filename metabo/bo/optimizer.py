@@ -368,11 +368,11 @@ class Optimizer:
         except SpaceError as err:
             raise TellError(str(err).replace("configuration 0: ", "")) from None
         if not isinstance(status, str) or status.strip().lower() not in STATUSES:
-            raise TellError(f"unknown status {status!r}; expected one of {STATUSES}")
+            raise TellError(f"unknown status {str(status) if isinstance(status, str) else status!r}; expected one of {STATUSES}")
         status = status.strip().lower()
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise TellError(f"value must be a number, got {value!r}")
+                raise TellError(f"value must be a number, got {str(value) if isinstance(value, str) else value!r}")
             value = float(value)
         if status == "ok":
             if value is None:

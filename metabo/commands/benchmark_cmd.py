@@ -143,7 +143,7 @@ def run(args) -> int:
     import sys
 
     from metabo.baselines import available_methods
-    from metabo.bench.report import efficiency_markdown
+    from metabo.bench.report import efficiency_markdown, plural
     from metabo.bench.runner import BenchmarkConfig, BenchmarkError, import_plugins, run_benchmark
     from metabo.commands.common import UserError
     from metabo.data import LogValidationError, read_log
@@ -205,13 +205,14 @@ def run(args) -> int:
 
     summary = result.summary
     print(
-        f"{len(summary['tasks'])} tasks x {len(config.methods)} methods x {config.seeds} seeds, budget {summary['budget']}: "
-        f"{result.ran} units run, {result.skipped} already done"
+        f"{plural(len(summary['tasks']), 'task')} x {plural(len(config.methods), 'method')} x "
+        f"{plural(config.seeds, 'seed')}, budget {summary['budget']}: "
+        f"{plural(result.ran, 'unit')} run, {result.skipped} already done"
     )
     print()
     print(efficiency_markdown(summary))
     print(f"report: {os.path.join(args.out, 'report.md')}  summary: {os.path.join(args.out, 'summary.json')}")
     if result.failures:
-        print(f"{len(result.failures)} unit(s) failed (rerun to retry); first: {result.failures[0].error}")
+        print(f"{plural(len(result.failures), 'unit')} failed (rerun to retry); first: {result.failures[0].error}")
         return 1
     return 0

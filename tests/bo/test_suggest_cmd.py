@@ -223,3 +223,15 @@ def test_optuna_export_errors(files, capsys):
     table.to_csv(tmp_path / "outside.csv", index=False)
     assert main(["suggest", "--space", str(space), "--history", str(tmp_path / "outside.csv")]) == 2
     assert "row 1 (counting data rows from 0; line 3 of outside.csv), column 'lr'" in capsys.readouterr().err
+
+
+def test_tell_errors_print_numpy_text_as_text():
+    from metabo.bo.optimizer import Optimizer, TellError
+
+    optimizer = Optimizer(SPACE)
+    with pytest.raises(TellError, match=r"^unknown status 'boom'; expected"):
+        optimizer.tell({"lr": 0.01, "width": 16}, 0.5, status=np.str_("boom"))
+    with pytest.raises(TellError, match=r"^value must be a number, got '0.5'$"):
+        optimizer.tell({"lr": 0.01, "width": 16}, np.str_("0.5"))
+    with pytest.raises(TellError, match=r"lr='0.01' is not a number"):
+        optimizer.tell({"lr": np.str_("0.01"), "width": 16}, 0.5)
