@@ -24,7 +24,9 @@ because it looked bad; its intermediate values are not a final objective, and th
 many there were); RUNNING / WAITING -> skipped (not finished, listed in the report).
 
 Row numbers in reports are the Optuna trial number, or the 0-based data row of a CSV file (the
-header is not a row), as in ``metabo.data.LogValidationError``.
+header is not a row), as in ``metabo.data.LogValidationError``; printed reports also give the CSV
+file's line (data row r is line r + 2). ``ImportReport.format`` prints one line per problem (say
+"missing value for l1_ratio") with its count and the first few rows, not one line per row.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ class DroppedRow:
 
     source: the CSV path or the Optuna study name; row: the 0-based CSV data row or the Optuna
     trial number; task: the task it would have belonged to (``None`` if unknown); reason: why.
+    problems: the reason's parts as (problem, detail) pairs, e.g. ("lr outside [0.0001, 1]",
+    "lr=5"): rows with the same problem are printed together (detail: this row's value, or None).
     """
 
     source: str
@@ -86,12 +90,13 @@ class DroppedRow:
     task: str | None
     reason: str
     kind: str = "csv"  # "csv" | "optuna": how to print the location
+    problems: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def where(self) -> str:
         if self.kind == "optuna":
             return f"study {self.source!r} trial {self.row}"
-        return f"{self.source} row {self.row}"
+        return f"{self.source} row {self.row} (line {self.row + 2})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "row": self.row, "task": self.task, "reason": self.reason}
@@ -118,24 +123,22 @@ class ImportReport:
     merged: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    def format(self, limit: int | None = 50) -> str:
-        """A human-readable summary; lists at most ``limit`` dropped rows (all if ``None``)."""
+    def format(self, limit: int | None = 5) -> str:
+        """A human-readable summary: one line per problem with its count and at most ``limit`` of
+        its rows (all if ``None``)."""
         lines = [
-            f"kept {self.rows_kept} of {self.rows_read} row(s) read, "
-            f"{len(self.tasks)} task(s): {', '.join(self.tasks) if self.tasks else '-'}"
+            f"kept {self.rows_kept} of {_count(self.rows_read, 'row')} read, "
+            f"{_count(len(self.tasks), 'task')}: {', '.join(self.tasks) if self.tasks else '-'}"
         ]
         if self.merged:
-            lines.append(f"merged {self.merged} row(s) that repeated a configuration of their task")
+            lines.append(f"merged {_count(self.merged, 'row')} that repeated a configuration of their task")
         for note in self.notes:
             lines.append(f"note: {note}")
         for title, rows in (("not finished, skipped", self.skipped), ("dropped", self.dropped)):
             if not rows:
                 continue
-            lines.append(f"{title}: {len(rows)} row(s)")
-            shown = rows if limit is None else rows[:limit]
-            lines.extend(f"  {r.where}: {r.reason}" for r in shown)
-            if len(shown) < len(rows):
-                lines.append(f"  ... and {len(rows) - len(shown)} more")
+            lines.append(f"{title}: {_count(len(rows), 'row')}")
+            lines.extend(_problem_lines(rows, limit))
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +151,51 @@ class ImportReport:
             "merged": self.merged,
             "notes": list(self.notes),
         }
+
+
+def _count(count: int, word: str) -> str:
+    return f"{count} {word if count == 1 else word + 's'}"
+
+
+def _problem_lines(rows: Sequence[DroppedRow], limit: int | None) -> list[str]:
+    """One line per problem, in order of first appearance: the problem, its count, its first rows."""
+    groups: dict[str, list[tuple[DroppedRow, str | None]]] = {}
+    for r in rows:
+        for problem, detail in r.problems or ((r.reason, None),):
+            groups.setdefault(problem, []).append((r, detail))
+    lines = []
+    for problem, members in groups.items():
+        shown = members if limit is None else members[: max(int(limit), 1)]
+        more = f", ... and {len(members) - len(shown)} more" if len(shown) < len(members) else ""
+        lines.append(f"  {problem}: {_count(len(members), 'row')} ({_locations(shown)}{more})")
+    return lines
+
+
+def _locations(members: Sequence[tuple[DroppedRow, str | None]]) -> str:
+    """Rows of one source together: "study 'A' trials 3, 4 (lr=5)" or "f.csv rows 2 (line 4), 7 (line 9)"."""
+    parts: list[str] = []
+    runs: list[tuple[tuple[str, str], list[tuple[DroppedRow, str | None]]]] = []
+    for r, detail in members:
+        key = (r.kind, r.source)
+        if runs and runs[-1][0] == key:
+            runs[-1][1].append((r, detail))
+        else:
+            runs.append((key, [(r, detail)]))
+    for (kind, source), run in runs:
+        if kind == "optuna":
+            items = [f"{r.row}" + (f" ({detail})" if detail else "") for r, detail in run]
+            parts.append(f"study {source!r} {'trial' if len(run) == 1 else 'trials'} {', '.join(items)}")
+        else:
+            items = [f"{r.row} (line {r.row + 2}" + (f"; {detail})" if detail else ")") for r, detail in run]
+            parts.append(f"{source} {'row' if len(run) == 1 else 'rows'} {', '.join(items)}")
+    return "; ".join(parts)
+
+
+def _show(value) -> str:
+    """A value for a message: numbers as numbers (``5.0``, not ``np.float64(5.0)``), text quoted."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
 
 
 # ---- shared machinery -------------------------------------------------------------------------
@@ -229,11 +277,18 @@ def _finish(
     n = len(frame)
     notes = list(rows.notes)
     prelim = rows.reasons or [None] * n
-    reasons: list[list[str]] = [[r] if r else [] for r in prelim]
+    # Per record: (reason text, problem shared by rows alike, this row's detail or None).
+    reasons: list[list[tuple[str, str, str | None]]] = [[(r, r, None)] if r else [] for r in prelim]
 
-    def flag(mask: np.ndarray, message: Callable[[int], str]) -> None:
+    def flag(
+        mask: np.ndarray,
+        message: Callable[[int], str],
+        problem: str | None = None,
+        detail: Callable[[int], str] | None = None,
+    ) -> None:
         for i in np.flatnonzero(mask):
-            reasons[i].append(message(i))
+            text = message(i)
+            reasons[i].append((text, problem or text, detail(i) if detail else None))
 
     status = frame[STATUS_COLUMN].to_numpy(dtype=object)
     skipped = status == SKIPPED
@@ -248,7 +303,12 @@ def _finish(
     for p in space.parameters:
         raw = frame[p.name]
         source_values, text = _to_numbers(raw)
-        flag(text, lambda i, p=p, raw=raw: f"{p.name}={raw.iloc[i]!r} is not a number")
+        flag(
+            text,
+            lambda i, p=p, raw=raw: f"{p.name}={_show(raw.iloc[i])} is not a number",
+            f"{p.name} is not a number",
+            lambda i, p=p, raw=raw: f"{p.name}={_show(raw.iloc[i])}",
+        )
         flag(np.isnan(source_values) & ~text, lambda i, p=p: f"missing value for {p.name}")
         values = source_values
         if p.name in transforms:
@@ -257,9 +317,16 @@ def _finish(
                 values = np.asarray(function(source_values), dtype=np.float64)
             flag(
                 np.isnan(values) & ~np.isnan(source_values),
-                lambda i, p=p, raw=raw: f"{p.name}: the transform gives no number for {raw.iloc[i]!r}",
+                lambda i, p=p, raw=raw: f"{p.name}: the transform gives no number for {_show(raw.iloc[i])}",
+                f"{p.name}: the transform gives no number",
+                lambda i, p=p, raw=raw: f"{p.name}={_show(raw.iloc[i])}",
             )
-        flag(np.isinf(values), lambda i, p=p, values=values: f"{p.name}={values[i]} is not finite")
+        flag(
+            np.isinf(values),
+            lambda i, p=p, values=values: f"{p.name}={values[i]} is not finite",
+            f"{p.name} is not finite",
+            lambda i, p=p, values=values: f"{p.name}={values[i]}",
+        )
         finite = np.isfinite(values)
         outside = finite & ~p.contains(np.where(finite, values, p.low))
         kind = " or not an integer" if p.type == "int" else ""
@@ -268,20 +335,29 @@ def _finish(
             lambda i, p=p, values=values, kind=kind: (
                 f"{p.name}={_fmt(values[i])} is outside [{_fmt(p.low)}, {_fmt(p.high)}]{kind}"
             ),
+            f"{p.name} is outside [{_fmt(p.low)}, {_fmt(p.high)}]{kind}",
+            lambda i, p=p, values=values: f"{p.name}={_fmt(values[i])}",
         )
         clean[p.name] = values
 
     column = space.objective.column
     objective_raw = frame[column]
     objective, text = _to_numbers(objective_raw)
-    flag(text & ~skipped, lambda i: f"objective {objective_raw.iloc[i]!r} is not a number")
+    flag(
+        text & ~skipped,
+        lambda i: f"objective {_show(objective_raw.iloc[i])} is not a number",
+        "objective is not a number",
+        lambda i: f"{column}={_show(objective_raw.iloc[i])}",
+    )
     if column in transforms:
         function, _ = transforms[column]
         with np.errstate(all="ignore"):
             transformed = np.asarray(function(objective), dtype=np.float64)
         flag(
             np.isnan(transformed) & ~np.isnan(objective) & ~skipped,
-            lambda i: f"objective: the transform gives no number for {objective_raw.iloc[i]!r}",
+            lambda i: f"objective: the transform gives no number for {_show(objective_raw.iloc[i])}",
+            "objective: the transform gives no number",
+            lambda i: f"{column}={_show(objective_raw.iloc[i])}",
         )
         objective = transformed
     infinite = np.isinf(objective) & (status == "ok")
@@ -294,6 +370,8 @@ def _finish(
     flag(
         no_score & ~skipped,
         lambda i: f"objective {_fmt(objective[i])} has no score under transform {space.objective.transform!r}",
+        f"objective has no score under transform {space.objective.transform!r}",
+        lambda i: f"{column}={_fmt(objective[i])}",
     )
     clean[column] = objective
     # A finished trial without a value is a failure (as read_log would say).
@@ -306,13 +384,21 @@ def _finish(
     usable_tasks = set(clean.loc[keep & (status == "ok"), TASK_COLUMN])
     empty = keep & ~clean[TASK_COLUMN].isin(usable_tasks).to_numpy()
     for i in np.flatnonzero(empty):
-        reasons[i].append(f"task {clean[TASK_COLUMN].iloc[i]!r} has no usable finished trial")
+        text = f"task {clean[TASK_COLUMN].iloc[i]!r} has no usable finished trial"
+        reasons[i].append((text, text, None))
     bad |= empty
     keep &= ~empty
 
     def records(mask):
         return tuple(
-            DroppedRow(rows.source[i], rows.row[i], clean[TASK_COLUMN].iloc[i], "; ".join(reasons[i]), rows.kind)
+            DroppedRow(
+                rows.source[i],
+                rows.row[i],
+                clean[TASK_COLUMN].iloc[i],
+                "; ".join(text for text, _, _ in reasons[i]),
+                rows.kind,
+                tuple((problem, detail) for _, problem, detail in reasons[i]),
+            )
             for i in np.flatnonzero(mask)
         )
 
@@ -324,12 +410,12 @@ def _finish(
     if strict and dropped:
         partial = ImportReport(n, 0, (), dropped, skipped_rows, 0, tuple(notes))
         raise ImportDataError(
-            f"{len(dropped)} row(s) do not fit the space or are malformed (strict mode):\n{partial.format(limit=20)}"
+            f"{_count(len(dropped), 'row')} do not fit the space or are malformed (strict mode):\n{partial.format()}"
         )
     kept = clean[keep].reset_index(drop=True)
     if kept.empty:
         partial = ImportReport(n, 0, (), dropped, skipped_rows, 0, tuple(notes))
-        raise ImportDataError(f"no usable rows to import:\n{partial.format(limit=20)}")
+        raise ImportDataError(f"no usable rows to import:\n{partial.format()}")
     log = read_log(kept, space, duplicates=duplicates)
     report = ImportReport(
         rows_read=n,
@@ -346,8 +432,8 @@ def _finish(
 def _warn_dropped(report: ImportReport) -> None:
     if report.dropped:
         warnings.warn(
-            f"{len(report.dropped)} row(s) were not imported (use the import_* function for the full report):\n"
-            + report.format(limit=10),
+            f"{_count(len(report.dropped), 'row')} were not imported (use the import_* function for the full report):\n"
+            + report.format(),
             ImportWarning_,
             stacklevel=3,
         )

@@ -74,7 +74,13 @@ def _common(parser, map_metavar: str, map_help: str) -> None:
     )
     parser.add_argument("--strict", action="store_true", help="fail, writing nothing, if any row does not fit the space")
     parser.add_argument("--report", metavar="JSON", help="also write the import report as JSON")
-    parser.add_argument("--limit", type=int, default=50, help="list at most this many dropped rows (default 50; 0: all)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=5,
+        help="dropped rows are listed one line per problem, with its count and at most this many of its rows "
+        "(default 5; 0: all)",
+    )
 
 
 def run(args) -> int:
@@ -124,9 +130,13 @@ def run(args) -> int:
             raise UserError(f"cannot read the Optuna storage {args.storage!r}: {err}") from err
         raise
     print(report.format(limit=args.limit or None))
-    print(f"wrote {args.out}: {len(log)} row(s), {len(log.tasks)} task(s)")
+    print(f"wrote {args.out}: {_count(len(log), 'row')}, {_count(len(log.tasks), 'task')}")
     if args.report:
         atomic_write_text(args.report, json.dumps(report.to_dict(), indent=2) + "\n")
     if report.dropped:
-        print(f"warning: {len(report.dropped)} row(s) were not imported (listed above)", file=sys.stderr)
+        print(f"warning: {_count(len(report.dropped), 'row')} were not imported (listed above)", file=sys.stderr)
     return 0
+
+
+def _count(count: int, word: str) -> str:
+    return f"{count} {word if count == 1 else word + 's'}"

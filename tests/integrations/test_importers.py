@@ -322,8 +322,10 @@ def test_cli_import_csv_prints_dropped_rows_and_strict_fails(tmp_path, capsys):
     args += ["--transform", "one_minus_momentum=1-x", "--report", str(tmp_path / "report.json")]
     assert main(args) == 0
     captured = capsys.readouterr()
-    assert "row 2: initial_learning_rate=20 is outside" in captured.out
-    assert "3 row(s) were not imported" in captured.err
+    assert "initial_learning_rate is outside [1e-05, 10]: 1 row (" in captured.out
+    assert "ray_tune_results.csv row 2 (line 4; initial_learning_rate=20))" in captured.out
+    assert "np." not in captured.out
+    assert "3 rows were not imported" in captured.err
     assert len(read_log(out, pd1_space())) == 4
     report = json.loads((tmp_path / "report.json").read_text())
     assert [r["row"] for r in report["dropped"]] == [2, 4, 6]
@@ -345,5 +347,56 @@ def test_from_csv_warns_only_when_rows_are_dropped(tmp_path):
         warnings.simplefilter("error")
         assert len(from_csv(path, space, task="t")) == 2
     path.write_text("x,y\n0.1,1.0\n3.0,2.0\n")
-    with pytest.warns(ImportWarning_, match="row 1: x=3 is outside"):
+    with pytest.warns(ImportWarning_, match=r"x is outside \[0, 1\]: 1 row \(.*t\.csv row 1 \(line 3; x=3\)\)"):
         from_csv(path, space, task="t")
+
+
+def _study_without(storage, missing="l1_ratio", n=25):
+    """A study over lr and layers only, for a space that also has ``missing``."""
+    _study(storage, "no_l1", seed=4, n=n)
+    return Space((*SPACE.parameters, Parameter(missing, "real", 0.0, 1.0)), SPACE.objective)
+
+
+def test_report_groups_identical_problems_one_line_each():
+    storage = optuna.storages.InMemoryStorage()
+    space = _study_without(storage)
+    with pytest.raises(ImportDataError) as info:
+        import_optuna(storage, "no_l1", space)
+    text = str(info.value)
+    assert text.count("missing value for l1_ratio") == 1
+    assert "missing value for l1_ratio: 25 rows (study 'no_l1' trials 0, 1, 2, 3, 4, ... and 20 more)" in text
+    assert len(text.splitlines()) <= 4
+
+
+def test_report_groups_per_problem_and_column_and_lists_all_rows_on_request():
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="wide", storage=storage, sampler=optuna.samplers.RandomSampler(seed=3))
+    for lr, layers in [(0.01, 2), (5.0, 2), (0.1, 7), (3.0, 9), (0.001, 1), (7.0, 1)]:
+        study.enqueue_trial({"lr": lr, "layers": layers})
+
+    def objective(trial):
+        return trial.suggest_float("lr", 1e-5, 10.0, log=True) + trial.suggest_int("layers", 1, 9)
+
+    study.optimize(objective, n_trials=6)
+    _, report = import_optuna(storage, "wide", SPACE)
+    assert [r.row for r in report.dropped] == [1, 2, 3, 5]
+    lines = report.format().splitlines()
+    # Trial 3 has both problems: it is counted under each.
+    assert "  lr is outside [0.0001, 1]: 3 rows (study 'wide' trials 1 (lr=5), 3 (lr=3), 5 (lr=7))" in lines
+    assert "  layers is outside [1, 4] or not an integer: 2 rows (study 'wide' trials 2 (layers=7), 3 (layers=9))" in lines
+    assert "dropped: 4 rows" in lines
+    short = report.format(limit=1).splitlines()
+    assert "  lr is outside [0.0001, 1]: 3 rows (study 'wide' trial 1 (lr=5), ... and 2 more)" in short
+    assert report.dropped[2].reason == "lr=3 is outside [0.0001, 1]; layers=9 is outside [1, 4] or not an integer"
+
+
+def test_cli_import_optuna_prints_one_line_per_problem(tmp_path, capsys):
+    path = tmp_path / "studies.db"
+    storage = f"sqlite:///{path}"
+    space = _study_without(storage)
+    space_file = tmp_path / "space.json"
+    space.save(space_file)
+    args = ["import", "optuna", "--storage", storage, "--space", str(space_file), "--out", str(tmp_path / "log.csv")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("l1_ratio") == 1 and "25 rows" in err and "... and 20 more" in err
