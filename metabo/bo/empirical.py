@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 
 import jax
@@ -59,17 +60,54 @@ class EmpiricalBudgetError(ValueError):
     """The corrected posterior is undefined: t >= N - 1 observations for N past tasks."""
 
 
-def zeta(t, num_tasks: int, delta: float = 0.05):
-    """The paper's GP-UCB weight zeta_t for step ``t >= 1`` with N = ``num_tasks`` (needs t < N - 1).
+def zeta(t, num_tasks: int, delta: float = 0.05, horizon: int | None = None):
+    """GP-UCB weight zeta_t of Wang, Kim & Kaelbling (2018), Theorem 2, for step ``t >= 1``.
 
-    ``t`` and ``num_tasks`` may be traced; ``delta`` is a Python number."""
+    With N = ``num_tasks`` past tasks and L = log(6 / delta)::
+
+        zeta_t = ( sqrt(6 (N - 3 + t + 2 sqrt(t L) + 2 L) / (delta N (N - t - 1)))
+                   + sqrt(2 log(3 / delta)) ) / sqrt(1 - 2 sqrt(L / (N - t)))
+
+    The theorem holds for N >= 4 L + T + 2, T the number of BO steps (``horizon``; ``t`` when
+    not given), which also keeps the denominator's root real. Outside these conditions (or
+    when the root is undefined, N - t <= 4 L) the fallback is the numerator alone, the
+    schedule without the denominator's correction (finite while t < N - 1), and a
+    ``RuntimeWarning`` is issued once per process. ``t`` and ``num_tasks`` may be traced (then
+    nothing is checked or warned); ``delta`` is a Python number in (0, 1).
+    """
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
+    log6 = math.log(6.0 / delta)
     t = jnp.asarray(t, dtype=float)
     n = jnp.asarray(num_tasks, dtype=t.dtype)
-    log6 = math.log(6.0 / delta)
     estimation = 6.0 * (n - 3.0 + t + 2.0 * jnp.sqrt(t * log6) + 2.0 * log6) / (delta * n * (n - t - 1.0))
-    return jnp.sqrt(estimation) + math.sqrt(2.0 * math.log(3.0 / delta))
+    numerator = jnp.sqrt(estimation) + math.sqrt(2.0 * math.log(3.0 / delta))
+    inner = 1.0 - 2.0 * jnp.sqrt(log6 / jnp.maximum(n - t, 1e-300))
+    defined = (n - t > 0) & (inner > 0)
+    value = jnp.where(defined, numerator / jnp.sqrt(jnp.where(defined, inner, 1.0)), numerator)
+    try:
+        steps = float(t) if horizon is None else float(horizon)
+        outside = not (bool(defined) and float(n) >= 4.0 * log6 + steps + 2.0)
+    except jax.errors.ConcretizationTypeError:  # traced: the caller checks
+        outside = False
+    if outside:
+        _warn_outside_theorem(float(n), steps, delta)
+    return value
+
+
+_OUTSIDE_WARNED = []  # one warning per process, not one per BO step
+
+
+def _warn_outside_theorem(n: float, steps: float, delta: float) -> None:
+    if _OUTSIDE_WARNED:
+        return
+    _OUTSIDE_WARNED.append(True)
+    warnings.warn(
+        f"zeta: N = {n:g} past tasks is outside Theorem 2's condition N >= 4 log(6/delta) + T + 2 "
+        f"(T = {steps:g}, delta = {delta:g}); using the schedule without its denominator",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 @dataclass(frozen=True)
