@@ -6,7 +6,7 @@ import pytest
 from jax.test_util import check_grads
 from scipy.optimize import minimize
 from scipy.stats import multivariate_normal
-from synthetic_helpers import family, leave_one_out, related_family, replay, transfer_vs_random
+from synthetic_helpers import family, related_family, transfer_vs_random
 
 from metabo.baselines import ablr
 from metabo.baselines.ablr import (
@@ -104,21 +104,6 @@ def test_beats_random_search_on_related_tasks():
                                       LOG.tasks[:3], [0, 1, 2], steps=15)
     assert ours.mean() < 0.7 * random.mean()  # area under the regret curve
     assert ours[:, -1].mean() < random[:, -1].mean()
-
-
-def test_deterministic_and_box_proposals():
-    train, x, y = leave_one_out(LOG, "task0")
-    picks_a, _ = replay(ABLR(LOG.space, train, seed=5, **FAST), x, y, 8)
-    picks_b, _ = replay(ABLR(LOG.space, train, seed=5, **FAST), x, y, 8)
-    np.testing.assert_array_equal(picks_a, picks_b)
-
-    method = ABLR(LOG.space, train, seed=5, **FAST)
-    method.setup()
-    first = method.propose_box(np.zeros((0, 2)), np.zeros(0), 0)
-    assert first.shape == (2,) and np.all((first >= 0) & (first <= 1))
-    point = method.propose_box(x[:4], y[:4], 4)
-    assert np.all((point >= 0) & (point <= 1))
-    assert np.min(np.max(np.abs(x[:4] - point), axis=1)) > 1e-9
 
 
 def test_content_key_separates_logs_with_equal_names_and_sizes():

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
-from synthetic_helpers import family, leave_one_out, matern52, related_family, replay, transfer_vs_random
+from synthetic_helpers import family, matern52, related_family, transfer_vs_random
 
 from metabo.baselines.mtgp import (
     KAPPA_FLOOR,
@@ -137,19 +137,6 @@ def test_learns_task_correlations():
     b = np.asarray(p.weights @ p.weights.T) + np.diag(np.asarray(softplus(p.raw_kappa)))
     corr = b / np.sqrt(np.outer(np.diag(b), np.diag(b)))
     assert np.mean(corr[~np.eye(len(b), dtype=bool)]) > 0.5
-
-
-def test_deterministic_and_box():
-    train, x, y = leave_one_out(LOG, "task0")
-    picks_a, _ = replay(MultiTaskGP(LOG.space, train, seed=1, **FAST), x, y, 8)
-    picks_b, _ = replay(MultiTaskGP(LOG.space, train, seed=1, **FAST), x, y, 8)
-    np.testing.assert_array_equal(picks_a, picks_b)
-    method = MultiTaskGP(LOG.space, train, seed=1, **FAST)
-    first = method.propose_box(np.zeros((0, 2)), np.zeros(0), 0)
-    point = method.propose_box(x[:3], y[:3], 3)
-    for p in (first, point):
-        assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
-    assert np.min(np.max(np.abs(x[:3] - point), axis=1)) > 1e-9
 
 
 def test_rejects_bad_options():

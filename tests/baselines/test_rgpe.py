@@ -90,19 +90,6 @@ def test_beats_random_search_on_related_tasks():
     assert ours[:, -1].mean() < random[:, -1].mean()
 
 
-def test_deterministic_and_box():
-    train, x, y = leave_one_out(LOG, "task1")
-    picks_a, _ = replay(RGPE(LOG.space, train, seed=2, **FAST), x, y, 6)
-    picks_b, _ = replay(RGPE(LOG.space, train, seed=2, **FAST), x, y, 6)
-    np.testing.assert_array_equal(picks_a, picks_b)
-    method = RGPE(LOG.space, train, seed=2, **FAST)
-    first = method.propose_box(np.zeros((0, 2)), np.zeros(0), 0)
-    point = method.propose_box(x[:3], y[:3], 3)
-    for p in (first, point):
-        assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
-    assert np.min(np.max(np.abs(x[:3] - point), axis=1)) > 1e-9
-
-
 def test_rejects_bad_options():
     with pytest.raises(ValueError, match="unknown option"):
         RGPE(LOG.space, LOG, samples=3)
