@@ -178,11 +178,17 @@ def run(args) -> int:
             + (f"; held-out NLL {losses['heldout_nll']:.6g}" if "heldout_nll" in losses else "")
         )
         hyper = prior.hyperparameters()
+        lengthscales = hyper.pop("lengthscale")
         parts = [
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}=[{', '.join(f'{x:.3g}' for x in v)}]"
             for k, v in hyper.items()
         ]
         print(f"prior:          {', '.join(parts)}")
+        if not model.feature_sizes and len(lengthscales) == space.dim:
+            named = ", ".join(f"{name}={x:.3g}" for name, x in zip(space.names, lengthscales, strict=True))
+            print(f"lengthscale:    {named} (fractions of each parameter's range)")
+        else:
+            print(f"lengthscale:    [{', '.join(f'{x:.3g}' for x in lengthscales)}] (of the learned features)")
         print(f"time:           {time.perf_counter() - start:.1f} s")
         print(f"wrote:          {args.out}")
     return 0

@@ -42,6 +42,13 @@ from metabo.gp import GPModel, GPParams, condition, negative_log_likelihood, pre
 from metabo.space import Space, halton
 
 LEVELS = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))  # central-interval levels of the curve
+# A lengthscale above this many times the parameter's (unit) range: the parameter barely matters.
+BARELY_MATTERS = 100.0
+# The calibration plot's axes stop at these fences of the (per-task standardized) points: quartiles
+# -/+ PLOT_FENCE interquartile ranges, so that a few outliers do not squash the rest; points outside
+# are counted in the axis label.
+PLOT_FENCE = 3.0
+LEGEND_TASKS = 20  # at most this many tasks named in the plot's legend
 
 
 # ---- what the prior learned -------------------------------------------------------------------
@@ -62,6 +69,8 @@ class ParameterScale:
     span: float
 
     def describe(self) -> str:
+        if not math.isfinite(self.unit) or self.unit > BARELY_MATTERS:
+            return f"barely matters (lengthscale {self.unit:.3g} of the range)"
         if self.log:
             return f"{self.unit:.3g} of the log range = a {_fold(self.span)}-fold change"
         return f"{self.unit:.3g} of the range = {self.span:.3g} in {self.name}'s units"
@@ -280,7 +289,8 @@ class Calibration:
         seen = [t.task for t in self.tasks if t.seen]
         if seen:
             lines.append(
-                f"  note: {len(seen)} task(s) were in the prior's training set, so their numbers are optimistic; "
+                f"  note: {len(seen)} {'task was' if len(seen) == 1 else 'tasks were'} in the prior's training set, "
+                "so their numbers are optimistic; "
                 "re-pre-train without each task (--refit-steps) or use tasks left out of pre-training"
             )
         if self.skipped:
@@ -427,26 +437,71 @@ def calibrate(
 
 
 def plot_calibration(calibration: Calibration, path, title: str | None = None) -> None:
-    """A PNG with held-out predicted vs observed scores (90% intervals) and the coverage curve."""
+    """A PNG with held-out predicted vs observed scores (90% intervals) and the coverage curve.
+
+    The scatter is standardized per task (each task's held-out scores centred and scaled by their
+    own mean and std, on both axes) and coloured by task, with a legend; its axes stop at robust
+    fences, so one task's outliers do not squash the others.
+    """
+    import matplotlib.pyplot as plt
+
+    from metabo.io import atomic_write_with
+
+    fig = calibration_figure(calibration, title)
+    try:
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    finally:
+        plt.close(fig)
+
+
+def calibration_figure(calibration: Calibration, title: str | None = None):
+    """The matplotlib figure of ``plot_calibration`` (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from metabo.io import atomic_write_with
-
     cal = calibration
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8))
-    half = stats.norm.ppf(0.95) * cal.std
-    colors = plt.get_cmap("tab10")(cal.task_index % 10)
-    left.errorbar(cal.mean, cal.observed, xerr=half, fmt="none", ecolor="0.75", elinewidth=0.8, zorder=1)
-    left.scatter(cal.mean, cal.observed, c=colors, s=14, zorder=2)
-    lo = float(min(cal.mean.min() - half.max(), cal.observed.min()))
-    hi = float(max(cal.mean.max() + half.max(), cal.observed.max()))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    cmap = plt.get_cmap("tab10" if len(cal.tasks) <= 10 else "tab20")
+    ncolors = cmap.N
+    # Per task standardized: (score - the task's mean observed held-out score) / its std, on both
+    # axes, so tasks on different score scales share one plot (the diagonal stays the diagonal).
+    center, scale = _task_standardization(cal)
+    mean = (cal.mean - center) / scale
+    observed = (cal.observed - center) / scale
+    half = stats.norm.ppf(0.95) * cal.std / scale
+    left.errorbar(mean, observed, xerr=half, fmt="none", ecolor="0.75", elinewidth=0.8, zorder=1)
+    for i, t in enumerate(cal.tasks):
+        sel = cal.task_index == i
+        if sel.any():
+            label = t.task if i < LEGEND_TASKS else None
+            left.scatter(mean[sel], observed[sel], color=cmap(i % ncolors), s=14, zorder=2, label=label)
+    points = np.concatenate([mean, observed])
+    q25, q75 = np.quantile(points, [0.25, 0.75])
+    fence = PLOT_FENCE * (q75 - q25)
+    lo, hi = max(float(points.min()), q25 - fence), min(float(points.max()), q75 + fence)
+    outside = int(np.sum((mean < lo) | (mean > hi) | (observed < lo) | (observed > hi)))
+    pad = 0.05 * max(hi - lo, 1e-9)
+    lo, hi = float(lo - pad), float(hi + pad)
     left.plot([lo, hi], [lo, hi], color="k", lw=0.8, ls="--")
-    left.set_xlabel("predicted score (mean, 90% interval)")
-    left.set_ylabel("observed score")
+    left.set_xlim(lo, hi)
+    left.set_ylim(lo, hi)
+    clipped = (
+        f"\naxes clipped at quartiles -/+ {PLOT_FENCE:g} IQR: {outside} outlying point{'' if outside == 1 else 's'} not shown"
+        if outside
+        else ""
+    )
+    left.set_xlabel(f"predicted score, standardized per task (mean, 90% interval){clipped}", fontsize=8)
+    left.set_ylabel("observed score, standardized per task\n(score - task mean) / task std", fontsize=8)
     left.set_title(f"held-out points: NLL {cal.heldout_nll:.3f} per point")
+    more = len(cal.tasks) - LEGEND_TASKS
+    handles, labels = left.get_legend_handles_labels()
+    if more > 0:
+        handles.append(plt.Line2D([], [], ls="none"))
+        labels.append(f"(+{more} more tasks)")
+    left.legend(handles, labels, title="task", fontsize=7, title_fontsize=8, loc="upper left",
+                bbox_to_anchor=(1.01, 1.0), frameon=False)
 
     right.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--", label="calibrated")
     for i, _ in enumerate(cal.tasks):
@@ -454,7 +509,7 @@ def plot_calibration(calibration: Calibration, path, title: str | None = None) -
         if sel.sum() == 0:
             continue
         per_task = [np.mean(_inside(cal.observed[sel], cal.mean[sel], cal.std[sel], q)) for q in cal.levels]
-        right.plot(cal.levels, per_task, color=plt.get_cmap("tab10")(i % 10), lw=0.6, alpha=0.5)
+        right.plot(cal.levels, per_task, color=cmap(i % ncolors), lw=0.6, alpha=0.5)
     right.plot(cal.levels, cal.coverage, color="C3", lw=2.0, marker="o", ms=3, label="all tasks")
     right.set_xlim(0, 1)
     right.set_ylim(0, 1)
@@ -464,10 +519,20 @@ def plot_calibration(calibration: Calibration, path, title: str | None = None) -
     right.legend(loc="upper left")
     fig.suptitle(textwrap.fill(title or "prior calibration", 140), fontsize=9)
     fig.tight_layout()
-    try:
-        atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    finally:
-        plt.close(fig)
+    return fig
+
+
+def _task_standardization(cal: Calibration) -> tuple[np.ndarray, np.ndarray]:
+    """Per held-out point: its task's mean and std of observed held-out scores (std 1 if undefined)."""
+    center = np.zeros_like(cal.observed)
+    scale = np.ones_like(cal.observed)
+    for i in np.unique(cal.task_index):
+        sel = cal.task_index == i
+        values = cal.observed[sel]
+        center[sel] = values.mean()
+        sd = values.std()
+        scale[sel] = sd if np.isfinite(sd) and sd > 0 else 1.0
+    return center, scale
 
 
 __all__ = [
@@ -480,4 +545,5 @@ __all__ = [
     "split_context",
     "calibrate",
     "plot_calibration",
+    "calibration_figure",
 ]

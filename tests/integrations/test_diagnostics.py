@@ -11,7 +11,11 @@ from metabo.bench.synthetic import true_gp, unit_space
 from metabo.data import read_log
 from metabo.gp import GPModel
 from metabo.integrations.diagnostics import (
+    LEVELS,
+    Calibration,
+    TaskCalibration,
     calibrate,
+    calibration_figure,
     lengthscale_spans,
     plot_calibration,
     split_context,
@@ -120,7 +124,7 @@ def test_true_prior_is_calibrated_and_a_wrong_one_is_not(tmp_path):
     assert bad.coverage90 < 0.6 and bad.heldout_nll > good.heldout_nll + 1.0
     assert np.mean([t.z2 for t in bad.tasks]) > 5 * np.mean([t.z2 for t in good.tasks])
     text = good.format()
-    assert "task0" in text and "1 task(s) were in the prior's training set" in text
+    assert "task0" in text and "1 task was in the prior's training set" in text
     path = tmp_path / "cal.png"
     plot_calibration(good, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -152,3 +156,63 @@ def test_calibration_skips_tiny_tasks_and_rejects_bad_fraction():
     assert [t.task for t in cal.tasks] == ["a"] and cal.skipped == ("b",)
     with pytest.raises(ValueError, match="fraction"):
         calibrate(model, params, log, seed=0, fraction=1.0)
+
+
+def test_very_long_lengthscales_barely_matter_instead_of_a_huge_fold_change():
+    spans = lengthscale_spans(pd1_space(), [1e36, 0.5, 250.0, 50.0])
+    assert spans[0].describe() == "barely matters (lengthscale 1e+36 of the range)"
+    assert spans[2].describe() == "barely matters (lengthscale 250 of the range)"
+    assert "fold" not in spans[0].describe()
+    assert "barely" not in spans[1].describe() and "barely" not in spans[3].describe()
+
+
+def _hand_calibration(outlier: float | None = None):
+    """Three tasks on very different score scales: two near 0 (std 0.1), one near 1000 (std 100)."""
+    rng = np.random.default_rng(0)
+    index, observed, mean = [], [], []
+    for i, (center, sd) in enumerate([(0.0, 0.1), (0.5, 0.1), (1000.0, 100.0)]):
+        obs = center + sd * rng.standard_normal(30)
+        index.append(np.full(30, i))
+        observed.append(obs)
+        mean.append(obs + 0.5 * sd * rng.standard_normal(30))
+    index, observed, mean = map(np.concatenate, (index, observed, mean))
+    if outlier is not None:
+        mean[0] = outlier
+    std = np.concatenate([np.full(30, 0.05), np.full(30, 0.05), np.full(30, 50.0)])
+    tasks = tuple(TaskCalibration(f"task-{c}", 30, 30, 0.0, 0.0, 0.5, 0.9, 1.0, None) for c in "abc")
+    levels = np.asarray(LEVELS)
+    return Calibration(tasks, levels, levels, index, observed, mean, std, 0.5, 0, "by hand")
+
+
+def test_calibration_plot_has_a_task_legend_and_is_not_squashed_by_one_task():
+    import matplotlib.pyplot as plt
+
+    fig = calibration_figure(_hand_calibration())
+    try:
+        left = fig.axes[0]
+        assert [t.get_text() for t in left.get_legend().get_texts()] == ["task-a", "task-b", "task-c"]
+        assert "standardized per task" in left.get_xlabel() and "standardized per task" in left.get_ylabel()
+        lo, hi = left.get_xlim()
+        # Standardized, every task spreads over a few units; raw, task-c's scale (1000) would
+        # squash tasks a and b into a blob of width 0.5 on an axis about 1500 wide.
+        assert hi - lo < 15
+        for collection in left.collections[1:]:  # one scatter per task after the error bars
+            xs = collection.get_offsets()[:, 0]
+            assert np.ptp(xs) > 0.2 * (hi - lo)
+    finally:
+        plt.close(fig)
+
+
+def test_calibration_plot_clips_outliers_and_says_so(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig = calibration_figure(_hand_calibration(outlier=1e6))
+    try:
+        left = fig.axes[0]
+        lo, hi = left.get_xlim()
+        assert hi - lo < 15 and "1 outlying point not shown" in left.get_xlabel()
+    finally:
+        plt.close(fig)
+    path = tmp_path / "cal.png"
+    plot_calibration(_hand_calibration(outlier=1e6), path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -42,7 +42,7 @@ def test_inspect_with_log_reports_calibration_plot_and_json(files, capsys):
     args = ["inspect", str(files / "prior.npz"), "--log", str(files / "log.parquet"), "--seed", "3"]
     assert main(args + ["--out-plot", str(plot), "--json", str(report)]) == 0
     out = capsys.readouterr().out
-    assert "cov50" in out and "cov90" in out and "2 task(s) were in the prior's training set" in out
+    assert "cov50" in out and "cov90" in out and "2 tasks were in the prior's training set" in out
     assert plot.read_bytes()[:4] == b"\x89PNG"
     data = json.loads(report.read_text())
     calibration = data["calibration"]
@@ -76,3 +76,14 @@ def test_inspect_leave_one_task_out_refits(files, capsys):
     calibration = json.loads((files / "loto.json").read_text())["calibration"]
     assert all(t["seen"] is None for t in calibration["tasks"])
     assert 0.75 < calibration["coverage90"] <= 1.0
+
+
+def test_inspect_says_a_parameter_with_a_huge_lengthscale_barely_matters(tmp_path, capsys):
+    model, params = true_gp(2, mean=1.0, lengthscale=[1e36, 0.5], signal=1.0, noise=1e-2)
+    prior = Prior(model, params, SPACE, ("task0",), {"train": 0.42}, {"objective": "nll", "steps": 10})
+    prior.save(tmp_path / "prior.npz")
+    assert main(["inspect", str(tmp_path / "prior.npz")]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.strip().startswith("lr "))
+    assert "barely matters (lengthscale 1e+36 of the range)" in line and "fold" not in line
+    assert "0.25 in dropout's units" in out

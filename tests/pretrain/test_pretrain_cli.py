@@ -1,6 +1,7 @@
 """`metabo pretrain` end to end, in process."""
 
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,10 @@ def test_pretrain_writes_prior_and_prints_summary(files, capsys):
     for word in ("tasks:", "points:", "matched blocks: 1", "final loss:", "time:", str(out)):
         assert word in text
     assert "tasks:          4" in text and "points:         56" in text
+    # Lengthscales are named by parameter: "lengthscale:    x1=0.31, x2=1.2 (...)".
+    line = next(l for l in text.splitlines() if l.startswith("lengthscale:"))
+    assert re.match(r"lengthscale:\s+x1=[0-9.e+-]+, x2=[0-9.e+-]+ \(fractions", line), line
+    assert "lengthscale=" not in text
     prior = Prior.load(out)
     assert prior.model.kernel == "matern32" and prior.info["objective"] == "nll+ekl"
     assert prior.info["steps_run"] == 25 and prior.info["seed"] == 2
