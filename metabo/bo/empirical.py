@@ -47,11 +47,11 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 
 from metabo.bo.maximize import AllObservedError, masked_argmax
 from metabo.bo.single_task import bucket_size
-from metabo.gp.linalg import cholesky_adaptive, mask_gram, warn_jitter
+from metabo.gp.linalg import mask_gram, warn_jitter
+from metabo.gp.posterior import chol_inverse, factorize, predict_from_cross
 
 EMPIRICAL_ACQUISITIONS = ("gp-ucb", "pi")
 
@@ -249,16 +249,12 @@ def posterior_arrays(mean, cov, num_tasks, index, y, mask):
     mask: [b] -> (mean [M], var [M], jitter [])."""
     t = jnp.sum(mask)
     gram = mask_gram(cov[index][:, index], mask)
-    chol, jitter = cholesky_adaptive(gram)
     cross = jnp.where(mask[None, :], cov[:, index], 0.0)  # [M, b]
-    residual = jnp.where(mask, y - mean[index], 0.0)
-    alpha = jax.scipy.linalg.cho_solve((chol, True), residual)
-    post_mean = mean + cross @ alpha
-    v = solve_triangular(chol, cross.T, lower=True)
-    explained = jnp.sum(v * v, axis=0)
+    chol, alpha, jitter = factorize(gram, jnp.where(mask, y - mean[index], 0.0))
+    post_mean, var = predict_from_cross(mean, jnp.diagonal(cov), cross, alpha, chol_inverse(chol))
+    # The paper's unbiased estimator scales the plain GP posterior variance by (N-1)/(N-t-1).
     correction = (num_tasks - 1.0) / (num_tasks - t - 1.0)
-    var = jnp.maximum(correction * (jnp.diagonal(cov) - explained), 0.0)
-    return post_mean, var, jitter
+    return post_mean, correction * var, jitter
 
 
 def acquisition_arrays(mean, cov, num_tasks, index, y, mask, name: str, zeta_t, target):

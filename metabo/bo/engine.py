@@ -31,15 +31,21 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import cho_solve, solve_triangular
 
 from metabo.bo import acquisitions as acq
 from metabo.bo.config import ACQUISITIONS, Acquisition
 from metabo.bo.maximize import AllObservedError, _maximize_box
 from metabo.bo.single_task import bucket_size, pad_observations
-from metabo.gp.linalg import warn_jitter
 from metabo.gp.model import GPModel, GPParams
-from metabo.gp.posterior import Conditioned, condition, noisy_gram, predict_cov
+from metabo.gp.posterior import (
+    Conditioned,
+    chol_inverse,
+    condition,
+    factorized,
+    predict_cov,
+    predict_with_inverse,
+    with_jitter_fallback,
+)
 from metabo.space import halton
 
 # Observations are padded to at least this many rows: a few more rows cost little next to the
@@ -48,47 +54,19 @@ from metabo.space import halton
 OBS_BUCKET_MIN = 64
 
 
-# ---- conditioning: a plain Cholesky first, adaptive jitter only when it fails ------------------
+# ---- conditioning: metabo.gp.posterior's fast path (a plain Cholesky first, adaptive jitter
+# only when it fails, predictions with L^-1 precomputed), under the names this module uses.
 def _conditioned(model, params, x, y, mask, adaptive: bool) -> Conditioned:
-    """Inside jit. The fast path is a plain Cholesky (it compiles in about half the time of
-    ``metabo.gp.condition``'s adaptive loop); the adaptive path is compiled only when needed."""
-    if adaptive:
-        return condition(model, params, x, y, mask)
-    chol = jnp.linalg.cholesky(noisy_gram(model, params, x, mask))
-    residual = jnp.where(mask, y - model.mean_fn(params, x), 0.0)
-    return Conditioned(x, mask, chol, cho_solve((chol, True), residual), jnp.zeros((), dtype=x.dtype))
+    return condition(model, params, x, y, mask, adaptive=adaptive)
 
 
 def _chol_inverse(state: Conditioned):
-    """L^-1 [n, n] of the conditioned Cholesky factor (padded rows are the identity)."""
-    eye = jnp.eye(state.chol.shape[0], dtype=state.chol.dtype)
-    return solve_triangular(state.chol, eye, lower=True)
+    return chol_inverse(state.chol)
 
 
-def _predict(model, params, state: Conditioned, chol_inv, xq):
-    """Posterior mean and variance of f at xq: [m, d] -> ([m], [m]).
-
-    The same as ``metabo.gp.predict``, but with L^-1 computed once per conditioning, so each
-    query costs a matrix product instead of a triangular solve (several times faster for
-    thousands of candidates on CPU)."""
-    cross = jnp.where(state.mask[None, :], model.cov(params, xq, state.x), 0.0)
-    mean = model.mean_fn(params, xq) + cross @ state.alpha
-    v = cross @ chol_inv.T
-    return mean, jnp.maximum(model.cov_diag(params, xq) - jnp.sum(v * v, axis=-1), 0.0)
-
-
-def _ok(state: Conditioned):
-    return jnp.all(jnp.isfinite(state.chol))
-
-
-def _call(fn, *args, **static):
-    """Run a compiled ``fn(..., adaptive)`` returning ``(*result, jitter, ok)``; if the plain
-    Cholesky failed, run it again with adaptive jitter and warn. -> result tuple."""
-    *result, jitter, ok = fn(*args, adaptive=False, **static)
-    if not bool(ok):
-        *result, jitter, ok = fn(*args, adaptive=True, **static)
-        warn_jitter(jitter, "BO posterior")
-    return result
+_predict = predict_with_inverse
+_ok = factorized
+_call = functools.partial(with_jitter_fallback, "BO posterior")
 
 
 # ---- acquisition values from a posterior -------------------------------------------------------

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve, solve_triangular
 
 from metabo.gp import lapack
-from metabo.gp.linalg import LOG_2PI, cholesky_adaptive, gaussian_nll, mask_gram
+from metabo.gp.linalg import LOG_2PI, cholesky_adaptive, gaussian_nll, mask_gram, warn_jitter
 from metabo.gp.model import GPModel, GPParams
 
 
@@ -73,19 +73,76 @@ class Conditioned(NamedTuple):
     jitter: jax.Array
 
 
-def condition(model: GPModel, params: GPParams, x, y, mask=None, noise=None) -> Conditioned:
+def factorize(gram, residual, adaptive: bool = True):
+    """Cholesky factor of a (masked) Gram matrix [n, n] and alpha = K^-1 residual [n].
+
+    ``adaptive=False`` is a plain Cholesky (it compiles in about half the time of the adaptive
+    loop; check ``factorized`` and redo with ``adaptive=True`` only on failure, see
+    ``with_jitter_fallback``); ``adaptive=True`` adds the smallest jitter that makes it succeed
+    (``cholesky_adaptive``). -> (chol [n, n], alpha [n], jitter []).
+    """
+    if adaptive:
+        chol, jitter = cholesky_adaptive(gram)
+    else:
+        chol, jitter = jnp.linalg.cholesky(gram), jnp.zeros((), dtype=gram.dtype)
+    return chol, cho_solve((chol, True), residual), jitter
+
+
+def condition(
+    model: GPModel, params: GPParams, x, y, mask=None, noise=None, adaptive: bool = True
+) -> Conditioned:
     """Condition the prior on (x [n, d], y [n]). Adds jitter only if the factorization fails.
 
     ``noise`` overrides the model's observation noise variance (for example 0 for exact
-    interpolation, where the adaptive jitter then keeps things finite).
+    interpolation, where the adaptive jitter then keeps things finite). ``adaptive=False``: a
+    plain Cholesky, NaN on failure (see ``factorize``).
     """
     mask = _full_mask(x, mask)
     noise = model.noise(params) if noise is None else noise
     gram = model.cov(params, x, x) + noise * jnp.eye(x.shape[0], dtype=x.dtype)
-    chol, jitter = cholesky_adaptive(mask_gram(gram, mask))
     residual = jnp.where(mask, y - model.mean_fn(params, x), 0.0)
-    alpha = cho_solve((chol, True), residual)
+    chol, alpha, jitter = factorize(mask_gram(gram, mask), residual, adaptive)
     return Conditioned(x, mask, chol, alpha, jitter)
+
+
+def factorized(state: Conditioned):
+    """Whether the factorization succeeded (all finite). -> bool []."""
+    return jnp.all(jnp.isfinite(state.chol))
+
+
+def chol_inverse(chol):
+    """L^-1 [n, n] of a lower Cholesky factor [n, n] (padded rows stay the identity)."""
+    eye = jnp.eye(chol.shape[0], dtype=chol.dtype)
+    return solve_triangular(chol, eye, lower=True)
+
+
+def predict_from_cross(prior_mean, prior_var, cross, alpha, chol_inv):
+    """Posterior mean and variance from the prior at m query points and their cross-covariance
+    with the n observations: prior_mean [m], prior_var [m], cross [m, n] (0 on padded
+    columns), alpha [n], chol_inv [n, n] = L^-1 -> ([m], [m]).
+
+    With L^-1 computed once per conditioning, each query costs a matrix product instead of a
+    triangular solve (several times faster for thousands of candidates on CPU)."""
+    v = cross @ chol_inv.T
+    return prior_mean + cross @ alpha, jnp.maximum(prior_var - jnp.sum(v * v, axis=-1), 0.0)
+
+
+def predict_with_inverse(model: GPModel, params: GPParams, state: Conditioned, chol_inv, xq):
+    """``predict`` (without noise) with L^-1 = ``chol_inverse(state.chol)`` precomputed.
+    xq: [m, d] -> ([m], [m])."""
+    cross = _cross(model, params, state, xq)
+    return predict_from_cross(model.mean_fn(params, xq), model.cov_diag(params, xq), cross, state.alpha, chol_inv)
+
+
+def with_jitter_fallback(where: str, fn, *args, **static):
+    """Run a compiled ``fn(*args, adaptive=..., **static)`` that returns ``(*result, jitter,
+    ok)``: first with a plain Cholesky, and only if that failed (``ok`` false) again with
+    adaptive jitter, warning (``warn_jitter``) with ``where``. -> the result list."""
+    *result, jitter, ok = fn(*args, adaptive=False, **static)
+    if not bool(ok):
+        *result, jitter, ok = fn(*args, adaptive=True, **static)
+        warn_jitter(jitter, where)
+    return result
 
 
 def _cross(model, params, state: Conditioned, xq):

@@ -137,3 +137,40 @@ def test_conditioned_state_vmaps_over_tasks():
         mu_ref, cov_ref = ref.posterior(model, params, x, y, xq)
         np.testing.assert_allclose(mu_b[i], mu_ref, rtol=RTOL, atol=1e-12)
         np.testing.assert_allclose(var_b[i], np.diag(cov_ref), rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["se", "matern52"])
+def test_fast_path_plain_cholesky_and_precomputed_inverse_match_the_reference(kernel):
+    from metabo.gp.posterior import chol_inverse, factorized, predict_with_inverse
+
+    model, params = model_and_params(kernel=kernel, mean="constant", seed=1)
+    x, y = data(seed=2)
+    xq, _ = data(M, seed=3)
+    plain = condition(model, params, x, y, adaptive=False)
+    assert bool(factorized(plain))
+    mean, var = jax.jit(predict_with_inverse, static_argnums=0)(model, params, plain, chol_inverse(plain.chol), xq)
+    ref_mean, ref_cov = ref.posterior(model, params, x, y, xq)
+    np.testing.assert_allclose(mean, ref_mean, rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(var, np.diag(ref_cov), rtol=1e-7, atol=1e-12)
+
+
+def test_jitter_fallback_runs_the_adaptive_path_only_on_failure_and_warns():
+    from metabo.gp import GPModel
+    from metabo.gp.posterior import factorized, with_jitter_fallback
+
+    model = GPModel("zero", "se")
+    params = model.init(jax.random.PRNGKey(0), 1)
+    x = jnp.zeros((3, 1))  # identical inputs, no noise: the plain Cholesky fails
+    calls = []
+
+    def fn(x, adaptive):
+        calls.append(adaptive)
+        state = condition(model, params, x, jnp.ones(3), noise=0.0, adaptive=adaptive)
+        return state.alpha, state.jitter, factorized(state)
+
+    with pytest.warns(RuntimeWarning, match="jitter"):
+        (alpha,) = with_jitter_fallback("test", fn, x)
+    assert calls == [False, True] and np.all(np.isfinite(np.asarray(alpha)))
+    calls.clear()
+    with_jitter_fallback("test", fn, jnp.asarray([[0.0], [0.5], [1.0]]))
+    assert calls == [False]
