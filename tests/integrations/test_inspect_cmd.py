@@ -84,6 +84,6 @@ def test_inspect_says_a_parameter_with_a_huge_lengthscale_barely_matters(tmp_pat
     prior.save(tmp_path / "prior.npz")
     assert main(["inspect", str(tmp_path / "prior.npz")]) == 0
     out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if l.strip().startswith("lr "))
+    line = next(s for s in out.splitlines() if s.strip().startswith("lr "))
     assert "barely matters (lengthscale 1e+36 of the range)" in line and "fold" not in line
     assert "0.25 in dropout's units" in out

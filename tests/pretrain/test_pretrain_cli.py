@@ -76,7 +76,7 @@ def test_pretrain_writes_prior_and_prints_summary(files, capsys):
         assert word in text
     assert "tasks:          4" in text and "points:         56" in text
     # Lengthscales are named by parameter: "lengthscale:    x1=0.31, x2=1.2 (...)".
-    line = next(l for l in text.splitlines() if l.startswith("lengthscale:"))
+    line = next(s for s in text.splitlines() if s.startswith("lengthscale:"))
     assert re.match(r"lengthscale:\s+x1=[0-9.e+-]+, x2=[0-9.e+-]+ \(fractions", line), line
     assert "lengthscale=" not in text
     prior = Prior.load(out)
