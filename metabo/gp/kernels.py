@@ -7,9 +7,9 @@ The one definition of every kernel. Each kernel is a pure function
 gradients of ``metabo.gp.lapack`` use: fast backends import these definitions, they do not
 write the formulas again.
 
-Squared distances use matrix products (fast on CPU), clamped at zero; ``sqrt`` goes through a
-double ``where`` (``safe_sqrt``) so that neither its value nor its gradient at zero distance is
-NaN or infinite.
+Squared distances use matrix products (fast on CPU), clamped at zero; ``safe_sqrt`` has a
+double-``where`` derivative, so that neither its value nor its gradient at zero distance is NaN
+or infinite.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 SQRT3 = 3.0**0.5
@@ -30,20 +31,30 @@ def squared_distance(z1, z2):
     return jnp.maximum(sq1 + sq2 - 2.0 * (z1 @ z2.T), 0.0)
 
 
+@jax.custom_jvp
 def safe_sqrt(x):
     """sqrt(x) for x >= 0 [...] -> [...], with value 0 and gradient 0 (not inf) at x <= 0.
 
-    The double ``where`` of tinygp's ``kernels/distance.py``: the outer one picks 0 where
-    x <= 0 and stops the cotangent there; the inner one (written as a maximum) keeps the
-    argument of sqrt positive, so no branch is NaN or inf, forward or backward. Its fallback is
-    the smallest normal number rather than 1: XLA may recompute ``x`` in several fusions with
-    different rounding (FMA contraction), so the two predicates can disagree about an x of
-    order 1e-17; the sqrt branch then gives sqrt(tiny) ~ 1e-154 instead of 1 (with a fallback
-    of 1, jit(value_and_grad) of a Matern NLL with zero distances returned wrong values and NaN
-    under JAX 0.10.2).
+    The value is sqrt(max(x, 0)): one elementwise pass with no branch, so it is finite even for
+    the tiny negative rounding errors of a squared distance and costs nothing extra in the
+    fused kernel passes of ``metabo.gp.lapack``. The derivative is tinygp's double ``where``
+    (``kernels/distance.py``): the outer one gives slope 0 where x is below the smallest normal
+    number, the inner one (a maximum) keeps 1 / sqrt finite on the branch not taken, so no
+    branch is NaN or inf forward or backward. Keeping the ``where`` out of the value matters:
+    XLA may recompute x in several fusions with different rounding, so two predicates on an x
+    of order 1e-17 can disagree; with the textbook ``where(x > 0, sqrt(where(x > 0, x, 1)), 0)``
+    as the value, jit(value_and_grad) of a Matern NLL with zero distances returned wrong values
+    and NaN under JAX 0.10.2 (the inner fallback 1 leaked into the result).
     """
+    return jnp.sqrt(jnp.maximum(x, 0.0))
+
+
+@safe_sqrt.defjvp
+def _safe_sqrt_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
     tiny = jnp.finfo(jnp.result_type(x, float)).tiny
-    return jnp.where(x > 0, jnp.sqrt(jnp.maximum(x, tiny)), 0.0)
+    slope = jnp.where(x >= tiny, 0.5 / jnp.sqrt(jnp.maximum(x, tiny)), 0.0)
+    return safe_sqrt(x), slope * dx
 
 
 # ---- stationary profiles: k(d2) / signal and its logarithmic slope -----------------------------
