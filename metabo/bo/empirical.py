@@ -49,8 +49,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from metabo.bo.maximize import AllObservedError, masked_argmax
-from metabo.bo.single_task import bucket_size
 from metabo.gp.linalg import mask_gram, warn_jitter
+from metabo.gp.padding import SMALL_MIN, bucket_size
 from metabo.gp.posterior import chol_inverse, factorize, predict_from_cross
 
 EMPIRICAL_ACQUISITIONS = ("gp-ucb", "pi")
@@ -236,7 +236,7 @@ class EmpiricalPrior:
 
 
 def _pad(index, y):
-    size = bucket_size(len(index), minimum=8)
+    size = bucket_size(len(index), minimum=SMALL_MIN)
     index_pad = np.zeros(size, dtype=np.int64)
     y_pad = np.zeros(size)
     mask = np.zeros(size, dtype=bool)

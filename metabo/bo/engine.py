@@ -35,8 +35,8 @@ import numpy as np
 from metabo.bo import acquisitions as acq
 from metabo.bo.config import ACQUISITIONS, Acquisition
 from metabo.bo.maximize import AllObservedError, _maximize_box
-from metabo.bo.single_task import bucket_size, pad_observations
 from metabo.gp.model import GPModel, GPParams
+from metabo.gp.padding import BO_MIN, bucket_size, pad_observations
 from metabo.gp.posterior import (
     Conditioned,
     chol_inverse,
@@ -48,10 +48,8 @@ from metabo.gp.posterior import (
 )
 from metabo.space import halton
 
-# Observations are padded to at least this many rows: a few more rows cost little next to the
-# candidates, and each new size bucket costs a compilation (16 and 32 are skipped: 100 BO
-# steps compile twice, at 64 and 128).
-OBS_BUCKET_MIN = 64
+# Observations are padded to at least this many rows (metabo.gp.padding's policy for BO).
+OBS_BUCKET_MIN = BO_MIN
 
 
 # ---- conditioning: metabo.gp.posterior's fast path (a plain Cholesky first, adaptive jitter

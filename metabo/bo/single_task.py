@@ -6,7 +6,7 @@ history cannot collapse the GP), and returns parameters rescaled to the original
 them with ``metabo.gp.condition`` / ``predict`` on the unstandardized scores.
 
 Observations are padded to size buckets with a mask, so a growing history compiles once per
-bucket (16, 32, 64, ...) instead of once per size.
+bucket (16, 32, 64, ...; ``metabo.gp.padding``) instead of once per size.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 
 from metabo.gp.adam import adam_keep_best
 from metabo.gp.model import GPModel, GPParams, inverse_softplus
+from metabo.gp.padding import bucket_size, pad_observations  # re-exported: their old home
 from metabo.gp.posterior import negative_log_likelihood
 
 DEFAULT_MODEL = GPModel(mean="constant", kernel="matern52")
@@ -39,24 +40,6 @@ class FitBounds:
     lengthscale: tuple[float, float] = (0.01, 20.0)
     signal: tuple[float, float] = (0.05, 20.0)
     noise: tuple[float, float] = (1e-5, 2.0)
-
-
-def bucket_size(n: int, minimum: int = 16) -> int:
-    """Padded length for ``n`` observations: ``minimum``, then powers of two."""
-    n = max(int(n), 1)
-    return max(int(minimum), 1 << (n - 1).bit_length())
-
-
-def pad_observations(x, y, size: int):
-    """Pad x: [n, d], y: [n] to ``size`` rows. -> (x [size, d], y [size], mask [size])."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    n = x.shape[0]
-    x_pad = np.zeros((size, x.shape[1]))
-    y_pad = np.zeros(size)
-    mask = np.zeros(size, dtype=bool)
-    x_pad[:n], y_pad[:n], mask[:n] = x, y, True
-    return x_pad, y_pad, mask
 
 
 def standardization(y, model: GPModel = DEFAULT_MODEL) -> tuple[float, float]:
