@@ -15,8 +15,9 @@ What it does with the history (unit-cube inputs, scores maximized, ``NaN`` for a
     successful score, so it steers away from them, and are never suggested again. With no
     successful trial yet they are only excluded.
   - Pending points (asked, not told: other workers) and the points already chosen for this
-    batch are fantasized at their posterior mean ("kriging believer"), so a batch spreads out
-    and workers get different points; Thompson sampling uses independent draws instead.
+    batch are fantasized ("constant liar": at the worst score seen; ``fantasy="believer"``: at
+    their posterior mean), so a batch spreads out and workers get different points; Thompson
+    sampling uses independent draws instead.
   - The model: the prior conditioned on the warped scores; without one, the first
     ``num_initial`` points are quasi-random (scrambled Halton, or random candidates) and then a
     single-task GP is fitted by maximum likelihood at each step (``fit_single_task``).
@@ -38,6 +39,8 @@ from metabo.precision import float64
 from metabo.space import Space, scrambled_halton
 from metabo.warp import OutputWarp
 
+# How pending and already-chosen batch points enter the GP (see Designer's ``fantasy``).
+FANTASIES = ("liar", "believer")
 # Two unit-cube points closer than this in every coordinate are the same configuration.
 SAME_POINT_TOL = 1e-9
 
@@ -67,6 +70,11 @@ class Designer:
       fit_steps, fit_restarts: the single-task GP fit (no prior only).
       warp: the output warp without a prior (default ``metabo.defaults.WARP``); with a prior
         its own warp is used.
+      fantasy: the value a pending or already-chosen batch point is given in the GP:
+        ``"liar"`` (default), the worst score seen (Ginsbourger et al.'s constant liar), or
+        ``"believer"``, its posterior mean (kriging believer). Measured in
+        ``scripts/bench_bo.py``: believer batches under a pre-trained prior came out as
+        near-copies, liar batches spread out (see experiments/ABLATIONS.md).
     """
 
     def __init__(
@@ -81,6 +89,7 @@ class Designer:
         fit_steps: int = 200,
         fit_restarts: int = 4,
         warp: OutputWarp | str | None = None,
+        fantasy: str = "liar",
     ):
         self.space = space
         self.prior = prior
@@ -93,6 +102,9 @@ class Designer:
         if self.num_initial < 0:
             raise ValueError(f"num_initial must be >= 0, got {num_initial}")
         self.fit_steps, self.fit_restarts = int(fit_steps), int(fit_restarts)
+        if fantasy not in FANTASIES:
+            raise ValueError(f"fantasy must be one of {FANTASIES}, got {fantasy!r}")
+        self.fantasy = fantasy
         if prior is not None:
             self.warp = OutputWarp.from_dict(getattr(prior, "warp", OutputWarp("none")))
         else:
@@ -100,7 +112,9 @@ class Designer:
         if candidates is not None:
             candidates = np.asarray(candidates, dtype=np.float64)
             if candidates.ndim != 2 or candidates.shape[1] != space.dim or len(candidates) == 0:
-                raise ValueError(f"candidates must be a non-empty [m, {space.dim}] array, got {candidates.shape}")
+                raise ValueError(
+                    f"candidates must be a non-empty [m, {space.dim}] array, got {candidates.shape}"
+                )
         self.candidates = candidates
         self.update(np.zeros((0, space.dim)), np.zeros(0))
 
@@ -122,8 +136,12 @@ class Designer:
             raise ValueError(f"{len(self.x)} points but {len(self.scores)} scores")
         if not np.all(np.isfinite(self.x)):
             raise ValueError("trial inputs must be finite unit-cube points")
-        self.pending = np.zeros((0, d)) if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, d)
-        self.excluded = np.zeros((0, d)) if excluded is None else np.asarray(excluded, dtype=np.float64).reshape(-1, d)
+        self.pending = (
+            np.zeros((0, d)) if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, d)
+        )
+        self.excluded = (
+            np.zeros((0, d)) if excluded is None else np.asarray(excluded, dtype=np.float64).reshape(-1, d)
+        )
 
     @property
     def issued(self) -> int:
@@ -208,7 +226,9 @@ class Designer:
             if free.size == 0:
                 from metabo.bo.maximize import AllObservedError
 
-                raise AllObservedError(f"all {len(self.candidates)} candidates have been observed or are pending")
+                raise AllObservedError(
+                    f"all {len(self.candidates)} candidates have been observed or are pending"
+                )
             rng = np.random.default_rng([self.seed, index])
             return self.candidates[int(rng.choice(free))]
         # A Halton sequence with a seeded shift: spread out, and the i-th point is reproducible.
@@ -221,38 +241,68 @@ class Designer:
         return self.space.round_unit(rng.random((1, self.space.dim)))[0]
 
     def _model_points(self, count: int, extra: np.ndarray) -> list[np.ndarray]:
+        """``count`` points chosen one at a time; each chosen (and each pending) point is then
+        added to the GP's data as a fantasy observation (see ``fantasy``)."""
+        import jax
+
         from metabo.bo import engine
 
         key_fit, key_suggest = self._keys(self.issued)
         x_model, y_model = self.model_scores()
         model, params = self._model(x_model, y_model, key_fit)
         step = len(self.x)
-        fantasies = np.concatenate([self.pending, extra])
-        if len(fantasies):
-            y_fantasy = engine.posterior_mean(model, params, x_model, y_model, fantasies)
-            x_model = np.concatenate([x_model, fantasies])
-            y_model = np.concatenate([y_model, y_fantasy])
-        exclude = np.concatenate([self.x, fantasies, self.excluded])
-        if self.candidates is not None:
-            observed = same_points(self.candidates, exclude)
-            indices = engine.suggest_finite_batch(
-                model, params, x_model, y_model, self.candidates, count, observed, self.acquisition, key_suggest, step
-            )
-            return [self.candidates[i] for i in indices]
-        points = engine.suggest_box_batch(
-            model,
-            params,
-            x_model,
-            y_model,
-            key_suggest,
-            count,
-            self.acquisition,
-            step,
-            round_fn=self.space.round_unit,
-            exclude=exclude,
-            dim=self.space.dim,
-        )
-        return list(points)
+        y_fit = y_model  # the real (warped) scores, before any fantasy
+
+        def add_fantasies(x, y, points):
+            if not len(points):
+                return x, y
+            if self.fantasy == "believer":
+                lie = engine.posterior_mean(model, params, x, y, points)
+            elif len(y_fit):  # constant liar: the worst score seen, which pushes the next pick away
+                lie = np.full(len(points), float(np.min(y_fit)))
+            else:  # nothing seen yet: two prior standard deviations under the prior mean there
+                spread = 2.0 * float(np.sqrt(model.hyper(params).signal))
+                lie = engine.posterior_mean(model, params, x, y, points) - spread
+            return np.concatenate([x, points]), np.concatenate([y, lie])
+
+        x_model, y_model = add_fantasies(x_model, y_model, np.concatenate([self.pending, extra]))
+        exclude = np.concatenate([self.x, self.pending, extra, self.excluded])
+        thompson = self.acquisition.name == "ts"
+        keys = jax.random.split(key_suggest, count) if count > 1 else [key_suggest]
+        chosen: list[np.ndarray] = []
+        for i in range(count):
+            if self.candidates is not None:
+                observed = same_points(self.candidates, exclude)
+                index = engine.suggest_finite(
+                    model,
+                    params,
+                    x_model,
+                    y_model,
+                    self.candidates,
+                    observed,
+                    self.acquisition,
+                    keys[i],
+                    step,
+                )
+                point = self.candidates[index]
+            else:
+                point = engine.suggest_box(
+                    model,
+                    params,
+                    x_model,
+                    y_model,
+                    keys[i],
+                    self.acquisition,
+                    step,
+                    round_fn=self.space.round_unit,
+                    exclude=exclude,
+                    dim=self.space.dim,
+                )
+            chosen.append(point)
+            exclude = np.concatenate([exclude, point[None]])
+            if not thompson and i + 1 < count:  # Thompson batches use independent draws instead
+                x_model, y_model = add_fantasies(x_model, y_model, point[None])
+        return chosen
 
     def _model(self, x, y, key):
         """(model, params) of the GP to condition on (x, y)."""
@@ -265,4 +315,4 @@ class Designer:
         return DEFAULT_MODEL, params
 
 
-__all__ = ["Designer", "SAME_POINT_TOL", "same_points"]
+__all__ = ["Designer", "FANTASIES", "SAME_POINT_TOL", "same_points"]

@@ -215,3 +215,24 @@ def test_plain_programs_compute_in_float64_without_set_up(tmp_path):
     assert plain["dtypes"] == ["float64"] * 3
     np.testing.assert_allclose(plain["mean"], here["mean"], rtol=1e-10)
     assert plain["configs"] == here["configs"]
+
+
+@pytest.mark.parametrize("finite", [True, False])
+def test_constant_liar_batches_spread_out_where_kriging_believer_ones_bunch(finite):
+    """A batch of 4 under a pre-trained prior, after 5 observations: the liar's points stay
+    apart (each chosen point is believed to score the worst seen), the believer's come closer."""
+    from metabo.pretrain import pretrain
+
+    log = synthetic_log(4, num_tasks=6, num_points=40, dim=2, matched=False)
+    prior = pretrain(log.without("task0"), steps=100, progress=False)
+    x, y = log.task_arrays("task0")
+    grid = np.stack(np.meshgrid(np.linspace(0, 1, 25), np.linspace(0, 1, 25)), -1).reshape(-1, 2)
+    spread = {}
+    for fantasy in ("liar", "believer"):
+        designer = Designer(log.space, prior, seed=0, candidates=grid if finite else None, fantasy=fantasy)
+        designer.update(x[:5], y[:5])
+        batch = designer.suggest(4)
+        distance = np.max(np.abs(batch[:, None] - batch[None]), axis=-1)
+        np.fill_diagonal(distance, np.inf)
+        spread[fantasy] = distance.min()
+    assert spread["liar"] > 0.2 and spread["liar"] > spread["believer"], spread
