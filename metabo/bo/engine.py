@@ -34,7 +34,7 @@ import numpy as np
 
 from metabo.bo import acquisitions as acq
 from metabo.bo.config import ACQUISITIONS, Acquisition
-from metabo.bo.maximize import AllObservedError, _maximize_box
+from metabo.bo.maximize import AllObservedError, maximize_box_traced
 from metabo.gp.model import GPModel, GPParams
 from metabo.gp.padding import BO_MIN, bucket_size, pad_observations
 from metabo.gp.posterior import (
@@ -302,7 +302,7 @@ def _box_core(
     chol_inv = _chol_inverse(state)
     best = _best(y, mask, _predict(model, params, state, chol_inv, probe)[0])
     args = (params, state, chol_inv, best, code, beta, zeta)
-    result = _maximize_box(
+    result = maximize_box_traced(
         _box_acq_fn(model), dim, key_max, args, num_sweep, num_starts, steps, learning_rate
     )
     return result, args, state.jitter, _ok(state)

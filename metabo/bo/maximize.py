@@ -90,7 +90,7 @@ def maximize_box(
     Returns: ``BoxResult`` with the best point seen along each start's path, sorted best first.
     """
     num_starts = min(int(num_starts), int(num_sweep))
-    return _maximize_box(acq_fn, int(dim), key, args, int(num_sweep), num_starts, int(steps), learning_rate)
+    return maximize_box_traced(acq_fn, int(dim), key, args, int(num_sweep), num_starts, int(steps), learning_rate)
 
 
 @functools.lru_cache(maxsize=32)
@@ -99,7 +99,13 @@ def _sweep_base(num_sweep: int, dim: int) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("acq_fn", "dim", "num_sweep", "num_starts", "steps"))
-def _maximize_box(acq_fn, dim, key, args, num_sweep, num_starts, steps, learning_rate):
+def maximize_box_traced(acq_fn, dim, key, args, num_sweep, num_starts, steps, learning_rate):
+    """The jitted body of ``maximize_box``, callable from inside another jitted function.
+
+    Same arguments as ``maximize_box``, all required; ``dim``, ``num_sweep``, ``num_starts``
+    (at most ``num_sweep``) and ``steps`` must be Python ints (static), ``acq_fn`` a function
+    defined once. Returns ``BoxResult``.
+    """
     # Cranley-Patterson rotation: a Halton sweep shifted by a random vector (mod 1), so repeated
     # calls explore different points while keeping the sweep's even coverage.
     shift = jax.random.uniform(key, (dim,))
@@ -137,4 +143,4 @@ def _maximize_box(acq_fn, dim, key, args, num_sweep, num_starts, steps, learning
     return BoxResult(best_x[order], best_v[order])
 
 
-__all__ = ["AllObservedError", "BoxResult", "masked_argmax", "maximize_finite", "maximize_box"]
+__all__ = ["AllObservedError", "BoxResult", "masked_argmax", "maximize_finite", "maximize_box", "maximize_box_traced"]

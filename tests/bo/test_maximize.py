@@ -79,7 +79,7 @@ def test_maximize_box_projects_onto_the_box_and_does_not_recompile():
     )
     np.testing.assert_allclose(result.x[0], [0.3, 1.0, 0.0], atol=2e-3)
     assert np.all((np.asarray(result.x) >= 0) & (np.asarray(result.x) <= 1))
-    size = maximize._maximize_box._cache_size()
+    size = maximize.maximize_box_traced._cache_size()
     inside = jnp.array([0.6, 0.5, 0.9])
     result = maximize_box(
         bowl,
@@ -92,4 +92,4 @@ def test_maximize_box_projects_onto_the_box_and_does_not_recompile():
         learning_rate=0.02,
     )
     np.testing.assert_allclose(result.x[0], inside, atol=2e-3)
-    assert maximize._maximize_box._cache_size() == size  # new data, same compiled code
+    assert maximize.maximize_box_traced._cache_size() == size  # new data, same compiled code
