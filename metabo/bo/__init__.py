@@ -5,7 +5,7 @@ Modules:
   - ``acquisitions``: log-EI, PI, UCB / GP-UCB's beta_t, Thompson sampling (pure functions).
   - ``maximize``: masked argmax on finite sets, multi-start projected Adam on the unit box.
   - ``single_task``: ``fit_single_task``, type-II ML hyperparameters for one task (STBO).
-  - ``engine``: ``suggest_finite`` / ``suggest_box`` (+ batches), the functional core.
+  - ``engine``: ``suggest_finite`` / ``suggest_box``, the functional core (one point each).
   - ``empirical``: ``EmpiricalPrior``, Wang et al. (2018)'s estimated prior on a finite set.
   - ``optimizer``: ``Optimizer``, ask/tell in user units with an atomic state file.
 
@@ -22,9 +22,7 @@ _EXPORTS = {
     "TellError": "optimizer",
     "Acquisition": "engine",
     "suggest_finite": "engine",
-    "suggest_finite_batch": "engine",
     "suggest_box": "engine",
-    "suggest_box_batch": "engine",
     "score_candidates": "engine",
     "fit_single_task": "single_task",
     "EmpiricalPrior": "empirical",

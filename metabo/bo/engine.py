@@ -18,9 +18,8 @@ Acquisitions (``Acquisition.name``):
     quasi-random set of ``num_sweep`` points).
 With no observations, "best" is the largest prior mean over the candidates (or sweep).
 
-Batches (``*_batch``) fantasize: each chosen point is added with its posterior mean as a fake
-observation before the next is chosen ("kriging believer"), so a batch spreads out; Thompson
-sampling batches use independent draws instead.
+Batches are chosen by the BO core (``metabo.bo.designer``), which calls these one point at a
+time with its own fantasies.
 """
 
 from __future__ import annotations
@@ -227,43 +226,6 @@ def suggest_finite(
     return index
 
 
-def suggest_finite_batch(
-    model: GPModel,
-    params: GPParams,
-    x_obs,
-    y_obs,
-    candidates,
-    num: int,
-    observed=None,
-    acquisition: str | Acquisition = "ei",
-    key: jax.Array | None = None,
-    step: int | None = None,
-) -> list[int]:
-    """``num`` distinct candidate indices for parallel evaluation (see the module docstring)."""
-    acquisition = Acquisition.parse(acquisition)
-    candidates = np.asarray(candidates, dtype=np.float64)
-    observed = np.zeros(len(candidates), dtype=bool) if observed is None else np.array(observed, dtype=bool)
-    x, y = _observations(x_obs, y_obs, candidates.shape[1])
-    free = int((~observed).sum())
-    if num > free:
-        raise AllObservedError(f"asked for {num} candidates but only {free} are unobserved")
-    step = x.shape[0] if step is None else int(step)
-    if acquisition.name != "ts":
-        keys = [None] * num
-    else:
-        keys = jax.random.split(_key(key), num) if num > 1 else [key]
-    chosen: list[int] = []
-    for i in range(num):
-        index = suggest_finite(model, params, x, y, candidates, observed, acquisition, keys[i], step)
-        chosen.append(index)
-        observed[index] = True
-        if acquisition.name != "ts" and i + 1 < num:
-            fantasy = posterior_mean(model, params, x, y, candidates[index : index + 1])
-            x = np.concatenate([x, candidates[index : index + 1]])
-            y = np.concatenate([y, fantasy])
-    return chosen
-
-
 # ---- the unit box -------------------------------------------------------------------------
 @functools.lru_cache(maxsize=64)
 def _box_acq_fn(model: GPModel) -> Callable:
@@ -421,40 +383,6 @@ def _fallback(key, dim, round_fn, exclude, tries: int = 64) -> np.ndarray:
     return points[int(np.argmax(ok))]
 
 
-def suggest_box_batch(
-    model: GPModel,
-    params: GPParams,
-    x_obs,
-    y_obs,
-    key: jax.Array,
-    num: int,
-    acquisition: str | Acquisition = "ei",
-    step: int | None = None,
-    round_fn: Callable[[np.ndarray], np.ndarray] | None = None,
-    exclude=None,
-    dim: int | None = None,
-    **maximize_options,
-) -> np.ndarray:
-    """``num`` points for parallel evaluation: [num, d] (see the module docstring)."""
-    acquisition = Acquisition.parse(acquisition)
-    x, y = _observations(x_obs, y_obs, dim)
-    dim = x.shape[1] if x.shape[1] else dim
-    exclude = x if exclude is None else np.asarray(exclude, dtype=np.float64).reshape(-1, dim)
-    step = x.shape[0] if step is None else int(step)
-    chosen = []
-    for i, sub in enumerate(jax.random.split(key, num) if num > 1 else [key]):
-        point = suggest_box(
-            model, params, x, y, sub, acquisition, step, round_fn, exclude, dim, **maximize_options
-        )
-        chosen.append(point)
-        exclude = np.concatenate([exclude, point[None]])
-        if acquisition.name != "ts" and i + 1 < num:
-            fantasy = posterior_mean(model, params, x, y, point[None])
-            x = np.concatenate([x, point[None]])
-            y = np.concatenate([y, fantasy])
-    return np.stack(chosen)
-
-
 __all__ = [
     "ACQUISITIONS",
     "Acquisition",
@@ -462,7 +390,5 @@ __all__ = [
     "posterior_mean",
     "score_candidates",
     "suggest_finite",
-    "suggest_finite_batch",
     "suggest_box",
-    "suggest_box_batch",
 ]

@@ -92,7 +92,7 @@ def test_no_observations_use_the_best_prior_mean_as_incumbent():
     np.testing.assert_allclose(np.exp(values), math.sqrt(SIGNAL) * norm.pdf(0.0), rtol=1e-10)
 
 
-def test_finite_suggestions_never_repeat_and_batches_are_distinct():
+def test_finite_suggestions_never_repeat():
     model, params = prior()
     x, y, candidates = data(6, seed=1)
     observed = np.zeros(M, dtype=bool)
@@ -103,17 +103,6 @@ def test_finite_suggestions_never_repeat_and_batches_are_distinct():
         observed[index] = True
     with pytest.raises(AllObservedError):
         engine.suggest_finite(model, params, x, y, candidates, np.ones(M, dtype=bool))
-    observed = np.zeros(M, dtype=bool)
-    batch = engine.suggest_finite_batch(model, params, x, y, candidates, 5, observed, "ei")
-    assert len(set(batch)) == 5
-    assert batch[0] == engine.suggest_finite(model, params, x, y, candidates, observed, "ei")
-    ts1 = engine.suggest_finite_batch(
-        model, params, x, y, candidates, 4, None, "ts", key=jax.random.PRNGKey(5)
-    )
-    ts2 = engine.suggest_finite_batch(
-        model, params, x, y, candidates, 4, None, "ts", key=jax.random.PRNGKey(5)
-    )
-    assert ts1 == ts2 and len(set(ts1)) == 4
     with pytest.raises(ValueError, match="key"):
         engine.suggest_finite(model, params, x, y, candidates, None, "ts")
 
@@ -160,17 +149,6 @@ def test_box_suggestion_beats_a_dense_random_sweep_and_respects_rounding():
         model, params, x, y, key, "ei", round_fn=space.round_unit, exclude=np.concatenate([x, rounded[None]])
     )
     assert np.max(np.abs(again - rounded)) > 1e-9
-
-
-def test_box_batches_spread_out():
-    model, params = prior()
-    x, y, _ = data(9)
-    batch = engine.suggest_box_batch(model, params, x, y, jax.random.PRNGKey(1), 3, "ei")
-    assert batch.shape == (3, DIM)
-    gaps = [np.max(np.abs(batch[i] - batch[j])) for i in range(3) for j in range(i)]
-    assert min(gaps) > 1e-3
-    ts = engine.suggest_box_batch(model, params, x, y, jax.random.PRNGKey(1), 2, "ts")
-    assert ts.shape == (2, DIM) and np.max(np.abs(ts[0] - ts[1])) > 1e-9
 
 
 def test_acquisition_parsing():
