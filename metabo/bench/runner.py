@@ -238,6 +238,12 @@ def plan_benchmark(log: TuningLog, config: BenchmarkConfig, out) -> Plan:
     return Plan(units, chunks, skipped, pool_sizes, {t: r for t, r in related.items() if len(r) > 1})
 
 
+def shipped_defaults() -> dict:
+    from metabo.defaults import as_dict
+
+    return as_dict()
+
+
 def protocol(log: TuningLog, config: BenchmarkConfig) -> dict:
     """What stored units depend on; a rerun into the same directory must agree with it."""
     return {
@@ -248,6 +254,8 @@ def protocol(log: TuningLog, config: BenchmarkConfig) -> dict:
         # The grouping of every task (not only the targets), so selecting other targets later is fine.
         "related_groups": {t: config.group_of(t) for t in log.tasks} if config.exclude_related else None,
         "method_options": {m: config.options_for(m) for m in config.methods},
+        # The pre-trained methods run pretrain()'s shipped defaults unless options override them.
+        "pretrain_defaults": shipped_defaults(),
     }
 
 
