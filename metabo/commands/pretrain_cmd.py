@@ -6,6 +6,7 @@ STOP_NOTES = {
     "early_stopping": "; stopped early: held-out NLL no longer improving, best parameters kept",
     "nonfinite": "; stopped: the loss turned non-finite, last finite parameters kept",
     "converged": "; L-BFGS converged",
+    "interrupted": "; interrupted: the parameters reached so far are saved (continue with --resume)",
 }
 
 
@@ -88,7 +89,17 @@ def add_arguments(parser) -> None:
         "values (mean) or keep every row (keep)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument(
+        "--checkpoint",
+        metavar="PRIOR",
+        help="save the prior reached so far to this file about every minute (kept if the run is killed)",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="PRIOR",
+        help="start from this prior's parameters (a checkpoint, or an interrupted run's --out) instead of afresh",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, progress lines or summary")
 
 
 def _parse_widths(text: str, flag: str) -> tuple[int, ...]:
@@ -121,9 +132,26 @@ def run(args) -> int:
     except OSError as err:
         raise UserError(f"cannot read input: {err}") from err
 
+    import signal
+
     from metabo.gp import GPModel
     from metabo.pretrain import PretrainError, pretrain
 
+    start_from = None
+    if args.resume:
+        from metabo.pretrain.prior import Prior, PriorFileError
+
+        try:
+            start_from = Prior.load(args.resume)
+        except PriorFileError as err:
+            raise UserError(f"--resume: {err}") from err
+
+    # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: the fit returns what it reached,
+    # and that prior is saved below instead of being lost.
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         model = GPModel(
             mean=args.mean,
@@ -144,10 +172,14 @@ def run(args) -> int:
             warp=args.warp,
             heldout=args.heldout,
             ekl_weight=args.ekl_weight,
-            progress=None if not args.quiet else False,
+            progress=not args.quiet,
+            checkpoint=args.checkpoint,
+            init=start_from,
         )
     except (PretrainError, LogValidationError) as err:
         raise UserError(str(err)) from err
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     try:
         prior.save(args.out)
     except OSError as err:

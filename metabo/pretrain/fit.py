@@ -15,7 +15,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -42,7 +42,11 @@ OPTIMIZERS = ("adam", "lbfgs")
 # Adam on raw (softplus-space) parameters: 1000 steps of 0.02 move a raw value by up to ~20,
 # far more than lengthscales or variances need, while staying stable near the optimum.
 DEFAULT_LEARNING_RATE = 0.02
-STOP_REASONS = ("steps", "nonfinite", "early_stopping", "converged")
+STOP_REASONS = ("steps", "nonfinite", "early_stopping", "converged", "interrupted")
+# Without a terminal, progress is a line on stderr this often (seconds); long runs announce their
+# estimated time once the first steps are timed, when it exceeds ESTIMATE_AFTER seconds.
+LINE_EVERY = 30.0
+ESTIMATE_AFTER = 120.0
 
 # Number of times each step configuration was traced (a test checks one trace per run).
 TRACES: Counter = Counter()
@@ -247,6 +251,8 @@ def fit(
     ekl_weight: float = 1.0,
     progress: bool | None = None,
     blas_threads: int | None = 1,
+    checkpoint: Callable[[GPParams, int], None] | None = None,
+    checkpoint_every: float = 60.0,
 ) -> FitResult:
     """Fit raw GP parameters to padded tasks and/or matched blocks.
 
@@ -270,6 +276,14 @@ def fit(
       progress: show a progress bar (default: only when stderr is a terminal).
       blas_threads: BLAS threads while fitting (see ``blas_thread_limit``); ``None`` leaves
         them alone.
+      checkpoint: called as ``checkpoint(params, steps_done)`` with the current parameters at
+        most every ``checkpoint_every`` seconds and once at the end (e.g. to save a Prior).
+
+    Progress: a bar on a terminal; with ``progress=True`` and no terminal, a line on stderr
+    (step, loss, elapsed, ETA) every ``LINE_EVERY`` seconds; runs estimated to take longer than
+    ``ESTIMATE_AFTER`` seconds say so (and name the option that shortens them) once timed.
+    Ctrl-C (KeyboardInterrupt) stops the loop with ``stop_reason="interrupted"`` and returns the
+    parameters reached.
 
     Returns a ``FitResult``. Stops early, keeping the last finite parameters, if the loss or
     gradient turns non-finite.
@@ -296,10 +310,38 @@ def fit(
             stacklevel=2,
         )
     with blas_thread_limit(blas_threads):
-        return _fit(model, config, data, heldout, dim, steps, seed, init, eval_every, patience, progress)
+        return _fit(
+            model,
+            config,
+            data,
+            heldout,
+            dim,
+            steps,
+            seed,
+            init,
+            eval_every,
+            patience,
+            progress,
+            checkpoint,
+            checkpoint_every,
+        )
 
 
-def _fit(model, config, data, heldout, dim, steps, seed, init, eval_every, patience, progress) -> FitResult:
+def _fit(
+    model,
+    config,
+    data,
+    heldout,
+    dim,
+    steps,
+    seed,
+    init,
+    eval_every,
+    patience,
+    progress,
+    checkpoint=None,
+    checkpoint_every=60.0,
+) -> FitResult:
     key = jax.random.PRNGKey(int(seed))
     init_key, data_key = jax.random.split(key)
     if init is None:
@@ -309,8 +351,13 @@ def _fit(model, config, data, heldout, dim, steps, seed, init, eval_every, patie
         raise PretrainError("initial parameters are not finite")
     opt_state = make_optimizer(config).init(params)
 
+    terminal = sys.stderr.isatty()
     if progress is None:
-        progress = sys.stderr.isatty()
+        progress = terminal
+    lines = _ProgressLines(
+        steps, config, data, enabled=bool(progress) and not terminal, announce=bool(progress)
+    )
+    last_checkpoint = time.perf_counter()
     traces_before = TRACES[config]
     losses = np.full(steps, np.nan)
     recorded = 0  # entries of ``losses`` filled
@@ -324,52 +371,64 @@ def _fit(model, config, data, heldout, dim, steps, seed, init, eval_every, patie
     from tqdm.auto import tqdm
 
     bar = tqdm(
-        total=steps, desc="pretrain", unit="step", disable=not progress, leave=False, dynamic_ncols=True
+        total=steps,
+        desc="pretrain",
+        unit="step",
+        disable=not (progress and terminal),
+        leave=False,
+        dynamic_ncols=True,
     )
     try:
-        for i in range(steps):
-            if heldout is not None and i % eval_every == 0:
-                value = float(_nll(params, heldout.x, heldout.y, heldout.mask, model=model))
-                heldout_losses.append(value)
-                heldout_steps.append(i)
-                if value < best_heldout:
-                    best_params, best_heldout, best_step, stale = params, value, i, 0
-                else:
-                    stale += 1
-                    if stale >= patience:
-                        stop_reason = "early_stopping"
-                        break
-            t0 = time.perf_counter()
-            step = jnp.asarray(i, jnp.int32)
-            new_params, opt_state, loss, ok = train_step(
-                params, opt_state, data, data_key, step, config=config
-            )
-            loss, ok = jax.device_get((loss, ok))
-            if i == 0:
-                compile_time = time.perf_counter() - t0
-            losses[i] = loss
-            recorded = i + 1
-            if not ok:
-                # ``params`` (after i updates) had a finite loss but no finite update, or its
-                # loss itself was not finite: then the previous parameters are the last good ones.
-                stop_reason = "nonfinite"
-                if not np.isfinite(loss):
-                    if i == 0:
-                        raise PretrainError(
-                            "the objective is not finite at the initial parameters; check the data for "
-                            "extreme scores, or pass init= with a larger noise variance"
-                        )
-                    params, updates = last_good, i - 1
-                break
-            last_good = params
-            stalled = config.optimizer == "lbfgs" and _same(params, new_params)
-            params, updates = new_params, i + 1
-            bar.update(1)
-            if i % 10 == 0 or i == steps - 1:
-                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-            if stalled:
-                stop_reason = "converged"
-                break
+        try:
+            for i in range(steps):
+                if heldout is not None and i % eval_every == 0:
+                    value = float(_nll(params, heldout.x, heldout.y, heldout.mask, model=model))
+                    heldout_losses.append(value)
+                    heldout_steps.append(i)
+                    if value < best_heldout:
+                        best_params, best_heldout, best_step, stale = params, value, i, 0
+                    else:
+                        stale += 1
+                        if stale >= patience:
+                            stop_reason = "early_stopping"
+                            break
+                t0 = time.perf_counter()
+                step = jnp.asarray(i, jnp.int32)
+                new_params, opt_state, loss, ok = train_step(
+                    params, opt_state, data, data_key, step, config=config
+                )
+                loss, ok = jax.device_get((loss, ok))
+                if i == 0:
+                    compile_time = time.perf_counter() - t0
+                losses[i] = loss
+                recorded = i + 1
+                if not ok:
+                    # ``params`` (after i updates) had a finite loss but no finite update, or its
+                    # loss itself was not finite: then the previous parameters are the last good ones.
+                    stop_reason = "nonfinite"
+                    if not np.isfinite(loss):
+                        if i == 0:
+                            raise PretrainError(
+                                "the objective is not finite at the initial parameters; check the data for "
+                                "extreme scores, or pass init= with a larger noise variance"
+                            )
+                        params, updates = last_good, i - 1
+                    break
+                last_good = params
+                stalled = config.optimizer == "lbfgs" and _same(params, new_params)
+                params, updates = new_params, i + 1
+                bar.update(1)
+                if i % 10 == 0 or i == steps - 1:
+                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                lines.step(i + 1, float(loss))
+                if checkpoint is not None and time.perf_counter() - last_checkpoint >= checkpoint_every:
+                    checkpoint(best_params if heldout is not None else params, updates)
+                    last_checkpoint = time.perf_counter()
+                if stalled:
+                    stop_reason = "converged"
+                    break
+        except KeyboardInterrupt:
+            stop_reason = "interrupted"  # params are the last ones whose step completed
     finally:
         bar.close()
     losses = losses[:recorded]
@@ -386,6 +445,8 @@ def _fit(model, config, data, heldout, dim, steps, seed, init, eval_every, patie
     else:
         best_step = updates
 
+    if checkpoint is not None:
+        checkpoint(params, best_step)
     return FitResult(
         params=params,
         losses=np.asarray(losses, dtype=np.float64),
@@ -398,6 +459,55 @@ def _fit(model, config, data, heldout, dim, steps, seed, init, eval_every, patie
         compile_time=float(compile_time),
         time=float(time.perf_counter() - start),
     )
+
+
+class _ProgressLines:
+    """Progress for runs without a terminal: one line on stderr every ``LINE_EVERY`` seconds, and
+    an estimate of the whole run once three steps are timed (the first includes compilation)."""
+
+    def __init__(self, steps: int, config: StepConfig, data: TrainData, enabled: bool, announce: bool):
+        self.steps, self.config, self.enabled, self.announce = steps, config, enabled, announce
+        self.largest = int(np.asarray(data.tasks.mask).sum(axis=1).max()) if data.tasks is not None else 0
+        self.start = self.last = time.perf_counter()
+        self.timed_from = None
+
+    def step(self, done: int, loss: float) -> None:
+        now = time.perf_counter()
+        if done == 1:
+            self.timed_from = now  # after the compiled first step
+        elif done == 4 and self.announce:
+            per_step = (now - self.timed_from) / 3
+            total = per_step * (self.steps - done)
+            if total > ESTIMATE_AFTER:
+                hint = ""
+                if self.config.batch_size is None and self.largest > 128:
+                    hint = (
+                        f"; tasks have up to {self.largest} points: --batch-size 128 (batch_size=128: a random 128 "
+                        "points per task and step) makes a step's cost independent of the tasks' sizes"
+                    )
+                print(
+                    f"pretrain: about {_duration(total)} for the remaining {self.steps - done} steps "
+                    f"({per_step:.3g} s per step){hint}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if self.enabled and (now - self.last >= LINE_EVERY or done == self.steps):
+            self.last = now
+            rate = (now - self.timed_from) / max(done - 1, 1) if self.timed_from else 0.0
+            print(
+                f"pretrain: step {done}/{self.steps}, loss {loss:.6g}, {_duration(now - self.start)} elapsed, "
+                f"about {_duration(rate * (self.steps - done))} left",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def blas_thread_limit(limit: int | None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import time
 from collections.abc import Sequence
 
@@ -71,6 +72,8 @@ def pretrain(
     patience: int = 20,
     warp: OutputWarp | str = defaults.WARP,
     space: Space | str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    init: Prior | str | os.PathLike | None = None,
 ) -> Prior:
     """Pre-train a GP prior on the tasks of a tuning log.
 
@@ -93,6 +96,11 @@ def pretrain(
       warp: the output warp applied to each task's scores before fitting (``metabo.warp``); the
         Prior stores it and the BO core warps a new task's observations the same way.
       space: the search space, when ``log`` is a path or a DataFrame.
+      checkpoint: a path; the prior reached so far is saved there (atomically, as a Prior file)
+        about every minute and at the end, so a crashed or killed run keeps it.
+      init: a Prior (or its file), e.g. a checkpoint or an interrupted run's output, to start
+        from instead of the data-based initialization: pre-training resumes from its
+        parameters (Adam's moments start afresh) and its model. It must have this warp.
 
     Returns a ``Prior`` whose ``losses`` hold the final per-point ``train`` objective,
     ``train_nll`` / ``train_ekl`` and ``heldout_nll`` (when available), and whose ``info`` records
@@ -136,6 +144,23 @@ def pretrain(
     # the fitted GP exactly in the scores' own units (the unit is 1 for scores of moderate spread,
     # such as neg_log error rates, which are then fitted as they are).
     unit = score_unit(padded)
+    init_params = None
+    if init is not None:
+        start_prior = init if isinstance(init, Prior) else Prior.load(init)
+        if start_prior.warp != warp or start_prior.space.names != log.space.names:
+            raise PretrainError(
+                f"init: that prior has warp {start_prior.warp.kind!r} over {list(start_prior.space.names)}; this run "
+                f"uses warp {warp.kind!r} over {list(log.space.names)}"
+            )
+        model, init_params = start_prior.model, start_prior.params
+        if unit != 1.0:  # the prior is in the scores' units; the fit runs in units of ``unit``
+            model, init_params = model.rescaled(init_params, 1.0 / unit)
+
+    def save_checkpoint(params, steps_done):
+        fitted_model, fitted = model.rescaled(params, unit) if unit != 1.0 else (model, params)
+        record = {"kind": "checkpoint", "steps_done": int(steps_done), "steps": int(steps), "score_unit": unit}
+        Prior(fitted_model, fitted, user_space, tuple(names), {}, record, warp=warp).save(checkpoint)
+
     fit_padded, fit_blocks, fit_heldout = (
         None if a is None else a._replace(y=a.y / unit) for a in (padded, padded_blocks, heldout_padded)
     )
@@ -158,6 +183,8 @@ def pretrain(
             ekl_weight=ekl_weight,
             progress=progress,
             blas_threads=None,  # held here, for the final evaluations too
+            init=init_params,
+            checkpoint=None if checkpoint is None else save_checkpoint,
         )
 
         # The floors scale with the unit too: they bound variances relative to the scores' scale.
