@@ -37,7 +37,6 @@ default 300), ``max_points_per_task`` (a fixed random subset per training task, 
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 from typing import NamedTuple
 
@@ -45,16 +44,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pandas as pd
 from jax.scipy.linalg import solve_triangular
 
-from metabo.baselines.base import Method, best_unobserved, cached_setup, register, training_key
+from metabo.baselines.base import Method, best_unobserved, cached_setup, register
+from metabo.baselines.common import content_key, select_box_point, usable_history
 from metabo.bo.acquisitions import log_ei
 from metabo.bo.maximize import maximize_box
 from metabo.bo.single_task import bucket_size, pad_observations, standardization
 from metabo.data import pad_arrays
 from metabo.gp.adam import skip_nonfinite
-from metabo.space import halton
 
 LOG_2PI = math.log(2.0 * math.pi)
 # Grids over (log alpha, log beta): a coarse one +-GRID_SPAN around the prior centre, then a
@@ -272,54 +270,6 @@ def _box_prior_mean(x, args):
     return features(layers, x) @ weights
 
 
-# ---- helpers shared by the transfer methods (ablr, fsbo, mtgp, rgpe) -------------------------
-
-
-def select_box_point(space, x_obs, points, rescore) -> np.ndarray:
-    """Round box optima to representable configurations; return the best unobserved one. [d]
-
-    points: [k, d] local optima; ``rescore(points [k, d]) -> [k]`` scores the rounded points.
-    Points within 1e-9 (max-norm) of an observed point are skipped. If every optimum collides,
-    the unobserved Halton point nearest to the first optimum is returned.
-    """
-    points = space.round_unit(np.asarray(points, dtype=np.float64))
-    values = np.asarray(rescore(points), dtype=np.float64)
-    values = np.where(np.isfinite(values), values, -np.inf)
-    x_obs = np.asarray(x_obs, dtype=np.float64).reshape(-1, space.dim)
-
-    def unobserved(p):
-        if x_obs.shape[0] == 0:
-            return np.ones(p.shape[0], dtype=bool)
-        return np.max(np.abs(p[:, None, :] - x_obs[None, :, :]), axis=-1).min(axis=1) > 1e-9
-
-    free = unobserved(points)
-    if free.any():
-        # argmax over the free optima; all -inf (NaN scores) falls back to the first free one.
-        scores = np.where(free, values, -np.inf)
-        return points[int(np.argmax(scores)) if np.isfinite(scores).any() else int(np.argmax(free))]
-    sweep = space.round_unit(halton(256, space.dim))
-    sweep = sweep[unobserved(sweep)]
-    if sweep.shape[0] == 0:
-        raise ValueError("could not find an unobserved point in the box; every probed point was observed")
-    return sweep[int(np.argmin(np.sum((sweep - points[0]) ** 2, axis=1)))]
-
-
-def content_training_key(method: Method, **extra) -> tuple:
-    """``training_key`` plus a hash of the training log's rows, memoized on the instance.
-
-    ``training_key`` sees task names and the row count only: two different logs with the same
-    names and size (synthetic families, a re-collected log) must not share meta-training.
-    """
-    digest = method.__dict__.get("_content_digest")
-    if digest is None:
-        digest = ""
-        if method.train is not None:
-            rows = pd.util.hash_pandas_object(method.train.frame, index=False).to_numpy()
-            digest = hashlib.sha1(rows.tobytes() + repr(method.train.space.to_dict()).encode()).hexdigest()
-        method.__dict__["_content_digest"] = digest
-    return training_key(method, content=digest, **extra)
-
-
 # ---- the method --------------------------------------------------------------------------------
 
 
@@ -348,7 +298,7 @@ class ABLR(Method):
     def setup(self) -> None:
         if self.train is None or not self.train.tasks:
             raise ValueError("ablr needs training tasks (a tuning log without the target task)")
-        self.meta = cached_setup(content_training_key(self), self._build)
+        self.meta = cached_setup(content_key(self), self._build)
 
     def _build(self) -> Meta:
         xs, ys = [], []
@@ -409,15 +359,3 @@ class ABLR(Method):
         result = maximize_box(fn, self.space.dim, key, args)
         return select_box_point(self.space, x_all, result.x, lambda p: fn(jnp.asarray(p), args))
 
-
-def usable_history(x_obs, y_obs, dim):
-    """History rows with finite scores, as float arrays: (x [k, d], y [k]).
-
-    Failed trials (NaN scores) stay observed (never re-proposed) but carry no value to model.
-    """
-    x_obs = np.asarray(x_obs, dtype=np.float64).reshape(-1, dim)
-    y_obs = np.asarray(y_obs, dtype=np.float64).reshape(-1)
-    if x_obs.shape[0] != y_obs.shape[0]:
-        raise ValueError(f"x_obs has {x_obs.shape[0]} rows but y_obs has {y_obs.shape[0]}")
-    ok = np.isfinite(y_obs)
-    return x_obs[ok], y_obs[ok]

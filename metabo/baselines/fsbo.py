@@ -51,8 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from metabo.baselines.ablr import content_training_key, select_box_point, usable_history
 from metabo.baselines.base import Method, best_unobserved, cached_setup, register
+from metabo.baselines.common import content_key, select_box_point, usable_history
 from metabo.bo.acquisitions import log_ei
 from metabo.bo.maximize import maximize_box
 from metabo.bo.single_task import bucket_size, pad_observations
@@ -290,7 +290,7 @@ class FSBO(Method):
     def setup(self) -> None:
         if self.train is None or not self.train.tasks:
             raise ValueError("fsbo needs training tasks (a tuning log without the target task)")
-        self.meta = cached_setup(content_training_key(self), self._build)
+        self.meta = cached_setup(content_key(self), self._build)
 
     def _task_data(self, limit: int, bucket: int):
         rng = np.random.default_rng(0)  # fixed: meta-training is shared by all seeds

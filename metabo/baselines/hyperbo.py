@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metabo.baselines.base import Method, cached_setup, random_unobserved, register
-from metabo.baselines.zeroshot import array_digest, content_key, match_rows
+from metabo.baselines.common import array_digest, content_key, match_rows
 from metabo.bo.designer import Designer
 from metabo.bo.empirical import EMPIRICAL_ACQUISITIONS, EmpiricalPrior, acquisition_arrays, zeta
 from metabo.bo.engine import Acquisition

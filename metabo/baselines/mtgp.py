@@ -46,8 +46,8 @@ import numpy as np
 import optax
 from jax.scipy.linalg import solve_triangular
 
-from metabo.baselines.ablr import content_training_key, select_box_point, usable_history
 from metabo.baselines.base import Method, best_unobserved, cached_setup, register
+from metabo.baselines.common import content_key, select_box_point, usable_history
 from metabo.bo.acquisitions import log_ei
 from metabo.bo.maximize import maximize_box
 from metabo.bo.single_task import bucket_size, pad_observations, standardization
@@ -324,7 +324,7 @@ class MultiTaskGP(Method):
     def setup(self) -> None:
         if self.train is None or not self.train.tasks:
             raise ValueError("mtgp needs training tasks (a tuning log without the target task)")
-        self.training = cached_setup(content_training_key(self), self._build)
+        self.training = cached_setup(content_key(self), self._build)
         prior = self.training.prior
         self._theta = TargetParams(prior.w_mean, inverse_softplus(jnp.exp(prior.log_kappa_mean)), jnp.zeros(()))
 

@@ -40,8 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metabo.baselines.ablr import content_training_key, select_box_point, usable_history
 from metabo.baselines.base import Method, best_unobserved, cached_setup, register
+from metabo.baselines.common import content_key, select_box_point, usable_history
 from metabo.bo.acquisitions import log_ei
 from metabo.bo.maximize import maximize_box
 from metabo.bo.single_task import (
@@ -198,7 +198,7 @@ class RGPE(Method):
     def setup(self) -> None:
         if self.train is None or not self.train.tasks:
             raise ValueError("rgpe needs training tasks (a tuning log without the target task)")
-        self.base = cached_setup(content_training_key(self), self._build)
+        self.base = cached_setup(content_key(self), self._build)
 
     def _build(self):
         rng = np.random.default_rng(0)  # fixed: base models are shared by all seeds

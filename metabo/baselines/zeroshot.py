@@ -30,39 +30,11 @@ fitted once per process and training log (``cached_setup``), whatever the seed.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
-import pandas as pd
 
-from metabo.baselines.base import Method, cached_setup, register, training_key
+from metabo.baselines.base import Method, cached_setup, register
+from metabo.baselines.common import array_digest, content_key, match_rows
 from metabo.data import STATUS_COLUMN, TASK_COLUMN, pad_arrays
-
-# Two unit-cube points are the same configuration when they agree to this absolute tolerance
-# (they come from one deterministic map of the same user values).
-MATCH_TOLERANCE = 1e-12
-
-
-def match_rows(queries: np.ndarray, points: np.ndarray, atol: float = MATCH_TOLERANCE) -> np.ndarray:
-    """For each query row, the index of an equal row of ``points`` (within ``atol``), or -1.
-
-    queries: [m, d], points: [n, d] -> [m] int. Works in chunks so memory stays O(chunk * n * d).
-    Where several points match, the first one is returned.
-    """
-    queries = np.asarray(queries, dtype=np.float64)
-    points = np.asarray(points, dtype=np.float64)
-    out = np.full(queries.shape[0], -1, dtype=np.int64)
-    if points.shape[0] == 0 or queries.shape[0] == 0:
-        return out
-    if queries.shape[1] != points.shape[1]:
-        raise ValueError(f"queries have {queries.shape[1]} columns but points have {points.shape[1]}")
-    chunk = max(1, 2_000_000 // max(points.size, 1))
-    for start in range(0, queries.shape[0], chunk):
-        q = queries[start : start + chunk]
-        equal = np.all(np.abs(q[:, None, :] - points[None, :, :]) <= atol, axis=-1)  # [c, n]
-        hit = equal.any(axis=1)
-        out[start : start + chunk] = np.where(hit, np.argmax(equal, axis=1), -1)
-    return out
 
 
 def normalized_regret(values: np.ndarray) -> np.ndarray:
@@ -98,31 +70,6 @@ def greedy_portfolio(regret: np.ndarray, size: int | None = None) -> np.ndarray:
     rest = np.flatnonzero(~chosen)
     rest = rest[np.argsort(own[rest], kind="stable")]
     return np.concatenate([np.asarray(order, dtype=np.int64), rest.astype(np.int64)])
-
-
-def array_digest(array: np.ndarray) -> str:
-    """A hash of an array's values and shape (to cache work per candidate set)."""
-    array = np.ascontiguousarray(array, dtype=np.float64)
-    return hashlib.sha1(array.tobytes() + str(array.shape).encode()).hexdigest()
-
-
-def log_digest(log) -> str:
-    """A content hash of a tuning log (``training_key`` alone only sees task names and size)."""
-    rows = pd.util.hash_pandas_object(log.frame, index=False).to_numpy()
-    return hashlib.sha1(rows.tobytes() + repr(log.space.to_dict()).encode()).hexdigest()
-
-
-def content_key(method: Method, **extra) -> tuple:
-    """``training_key`` plus a hash of the training log's content, computed once per instance.
-
-    Two logs with the same task names and row count (synthetic logs in one test process, a
-    re-collected log) must not share cached meta-training.
-    """
-    digest = method.__dict__.get("_train_digest")
-    if digest is None:
-        digest = log_digest(method.train) if method.train is not None else ""
-        method.__dict__["_train_digest"] = digest
-    return training_key(method, train_digest=digest, **extra)
 
 
 class TaskSurrogates:
@@ -276,4 +223,4 @@ class ZeroShot(Method):
         return candidates[order[np.argmax(~observed[order])]].copy()
 
 
-__all__ = ["ZeroShot", "TaskSurrogates", "content_key", "log_digest", "array_digest", "match_rows", "normalized_regret", "greedy_portfolio"]
+__all__ = ["ZeroShot", "TaskSurrogates", "normalized_regret", "greedy_portfolio"]

@@ -11,13 +11,10 @@ from synthetic_helpers import family, related_family, transfer_vs_random
 from metabo.baselines import ablr
 from metabo.baselines.ablr import (
     ABLR,
-    content_training_key,
     fit_head,
     head_predict,
     log_evidence,
-    select_box_point,
 )
-from metabo.bench.synthetic import unit_space
 
 # The defaults (stated, so a change of defaults does not silently change the tests).
 FAST = dict(iterations=300)
@@ -104,24 +101,6 @@ def test_beats_random_search_on_related_tasks():
                                       LOG.tasks[:3], [0, 1, 2], steps=15)
     assert ours.mean() < 0.7 * random.mean()  # area under the regret curve
     assert ours[:, -1].mean() < random[:, -1].mean()
-
-
-def test_content_key_separates_logs_with_equal_names_and_sizes():
-    a, b = related_family(10, num_tasks=3, num_points=10), related_family(11, num_tasks=3, num_points=10)
-    assert a.tasks == b.tasks and len(a) == len(b)
-    key_a = content_training_key(ABLR(a.space, a, seed=0))
-    assert key_a == content_training_key(ABLR(a.space, a, seed=7))  # seeds share meta-training
-    assert key_a != content_training_key(ABLR(b.space, b, seed=0))
-
-
-def test_select_box_point_skips_observed_and_falls_back():
-    space = unit_space(2)
-    points = np.array([[0.2, 0.2], [0.7, 0.7], [0.9, 0.1]])
-    scores = lambda p: -np.sum((p - 0.2) ** 2, axis=1)  # noqa: E731
-    np.testing.assert_allclose(select_box_point(space, np.zeros((0, 2)), points, scores), [0.2, 0.2])
-    np.testing.assert_allclose(select_box_point(space, points[:1], points, scores), [0.7, 0.7])
-    fallback = select_box_point(space, points, points, scores)  # every optimum observed
-    assert np.min(np.max(np.abs(points - fallback), axis=1)) > 1e-9
 
 
 def test_rejects_bad_options_and_missing_training_data():

@@ -6,12 +6,12 @@ import pytest
 from synthetic_helpers import expected_random_regret, replay, transfer_vs_random
 
 from metabo.baselines import get_method
+from metabo.baselines.common import match_rows
 from metabo.baselines.hyperbo import (
     EmpiricalNotApplicable,
     ekl_plan,
     thin_matched,
 )
-from metabo.baselines.zeroshot import match_rows
 from metabo.bench.synthetic import synthetic_log
 from metabo.bo.empirical import EmpiricalPrior
 from metabo.data import read_log

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metabo.baselines import get_method
-from metabo.baselines.zeroshot import greedy_portfolio, match_rows, normalized_regret
+from metabo.baselines.common import match_rows
+from metabo.baselines.zeroshot import greedy_portfolio, normalized_regret
 from metabo.bench.synthetic import synthetic_log
 from metabo.data import read_log
 from metabo.space import halton
@@ -36,13 +37,6 @@ def replay(method, x, y, steps):
         picks.append(index)
     best = np.maximum.accumulate(y[picks])
     return np.asarray(picks), (y.max() - best) / (y.max() - y.min())
-
-
-def test_match_rows_exact_and_tolerance():
-    points = np.array([[0.1, 0.2], [0.3, 0.4], [0.1, 0.2]])
-    queries = np.array([[0.3, 0.4 + 1e-14], [0.1, 0.2], [0.3, 0.4 + 1e-9], [0.5, 0.5]])
-    np.testing.assert_array_equal(match_rows(queries, points), [1, 0, -1, -1])
-    assert match_rows(queries, np.zeros((0, 2))).tolist() == [-1] * 4
 
 
 def test_normalized_regret_closed_form():
