@@ -65,6 +65,7 @@ def run(args) -> int:
     import os
     import sys
 
+    from metabo.bench.report import plural
     from metabo.collect.runner import CollectionPlan, collect, load_results, summarize
     from metabo.collect.tasks import DATASET_INFO, DEFAULT_TASKS, MODELS, TASK_SETS, parse_task
     from metabo.commands.common import UserError
@@ -119,7 +120,7 @@ def run(args) -> int:
     except ImportError as err:
         raise UserError(str(err)) from err
     print(
-        f"{report.shards_total} shards: {report.shards_run} run, {report.shards_skipped} already done; "
+        f"{plural(report.shards_total, 'shard')}: {report.shards_run} run, {report.shards_skipped} already done; "
         f"{report.elapsed_s:.1f} s",
         file=sys.stderr,
     )

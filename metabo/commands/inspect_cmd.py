@@ -67,7 +67,9 @@ def run(args) -> int:
     tasks = list(getattr(prior, "tasks", None) or [])
     if tasks:
         shown = ", ".join(map(str, tasks[:10])) + (f", ... ({len(tasks)} in all)" if len(tasks) > 10 else "")
-        print(f"pre-trained on {len(tasks)} task(s): {shown}")
+        from metabo.bench.report import plural
+
+        print(f"pre-trained on {plural(len(tasks), 'task')}: {shown}")
     losses = dict(getattr(prior, "losses", None) or {})
     if losses:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in losses.items() if isinstance(v, (int, float)))

@@ -21,7 +21,7 @@ def run(args) -> int:
     import sys
 
     from metabo.bench.experiments import load_config_sets, run_experiments
-    from metabo.bench.report import efficiency_markdown
+    from metabo.bench.report import efficiency_markdown, plural
     from metabo.bench.runner import BenchmarkError
     from metabo.commands.common import UserError
 
@@ -45,7 +45,7 @@ def run(args) -> int:
             nonlocal failures
             failures += len(result.failures)
             summary = result.summary
-            print(f"## {config.name}: {config.data} ({config.part}), {len(summary['tasks'])} tasks x {summary['seeds']} seeds, budget {summary['budget']}")
+            print(f"## {config.name}: {config.data} ({config.part}), {plural(len(summary['tasks']), 'task')} x {plural(summary['seeds'], 'seed')}, budget {summary['budget']}")
             print()
             print(efficiency_markdown(summary))
             if result.failures:
