@@ -10,6 +10,7 @@ from metabo.collect.tasks import (
     DATASETS,
     DEFAULT_TASKS,
     MODELS,
+    PD1_SCALE_TASKS,
     TaskSpec,
     load_dataset,
     parse_task,
@@ -91,9 +92,31 @@ def test_cnn_rejects_tables():
         MODELS["cnn"].check_input((13,))
 
 
+def test_generated_tables_and_the_residual_mlp():
+    for name, classes, features in (("hastie", 2, 10), ("synth", 5, 20)):
+        data = load_dataset(name)
+        assert data.num_classes == classes and data.x_train.shape == (3200, features)
+        assert len(data.y_valid) == 800 and set(np.unique(data.y_train)) == set(range(classes))
+        # Standardized with training statistics, per feature.
+        np.testing.assert_allclose(data.x_train.mean(axis=0), 0.0, atol=1e-5)
+    model = MODELS["resmlp"]
+    params = model.init(jax.random.key(0), (10,), 2)
+    x = np.random.default_rng(0).standard_normal((5, 10)).astype(np.float32)
+    h = np.maximum(x @ np.asarray(params["dense0"]["w"]) + np.asarray(params["dense0"]["b"]), 0)
+    for i in (1, 2):  # residual blocks: h + relu(h W + b), computed independently here
+        layer = params[f"dense{i}"]
+        h = h + np.maximum(h @ np.asarray(layer["w"]) + np.asarray(layer["b"]), 0)
+    expected = h @ np.asarray(params["out"]["w"]) + np.asarray(params["out"]["b"])
+    np.testing.assert_allclose(np.asarray(model.apply(params, x)), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_task_names_and_parsing():
     assert len(DEFAULT_TASKS) >= 12 and len({t.name for t in DEFAULT_TASKS}) == len(DEFAULT_TASKS)
-    assert {t.dataset for t in DEFAULT_TASKS} == set(DATASETS)
+    assert {t.dataset for t in DEFAULT_TASKS} | {t.dataset for t in PD1_SCALE_TASKS} == set(DATASETS)
+    # The PD1-scale design: 24 distinct tasks, six datasets, three model families.
+    assert len({t.name for t in PD1_SCALE_TASKS}) == len(PD1_SCALE_TASKS) == 24
+    assert len({t.dataset for t in PD1_SCALE_TASKS}) >= 6
+    assert {MODELS[t.model].kind for t in PD1_SCALE_TASKS} == {"mlp", "cnn", "resmlp"}
     task = parse_task("digits-mlp_small-bs32")
     assert task == TaskSpec("digits", "mlp_small", 32, 8)  # default epochs of that task
     assert parse_task("wine-mlp_large-bs8:3").epochs == 3

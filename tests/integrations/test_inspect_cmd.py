@@ -30,7 +30,7 @@ def files(tmp_path_factory):
 def test_inspect_prints_parameters_in_user_units(files, capsys):
     assert main(["inspect", str(files / "prior.npz")]) == 0
     out = capsys.readouterr().out
-    assert "pre-trained on 2 task(s): task0, task1" in out
+    assert "pre-trained on 2 tasks: task0, task1" in out
     assert "a 10-fold change" in out  # lr: (1 / 1e-4) ** 0.25
     assert "0.25 in dropout's units" in out  # 0.5 of [0, 0.5]
     assert "signal std: 1 " in out and "noise std: 0.1 " in out
