@@ -44,7 +44,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.scipy.linalg import solve_triangular
 
 from metabo.baselines.base import Method, best_unobserved, cached_setup, register
 from metabo.baselines.common import content_key, select_box_point, usable_history
@@ -53,8 +52,9 @@ from metabo.bo.maximize import maximize_box
 from metabo.bo.single_task import bucket_size, pad_observations, standardization
 from metabo.gp.adam import minimize
 from metabo.gp.kernels import matern52
-from metabo.gp.linalg import cholesky_adaptive, gaussian_nll, mask_gram
+from metabo.gp.linalg import gaussian_nll, mask_gram
 from metabo.gp.model import inverse_softplus, softplus
+from metabo.gp.posterior import chol_inverse, factorize, predict_from_cross
 
 LENGTHSCALE_FLOOR = 1e-3
 NOISE_FLOOR = 1e-6
@@ -142,9 +142,11 @@ def fit_training(params: SharedParams, x, y, task, steps, learning_rate):
 
 @jax.jit
 def _condition_training(p: SharedParams, x, y, task):
-    chol, _ = cholesky_adaptive(training_gram(p, x, task))
-    chol_inv = solve_triangular(chol, jnp.eye(x.shape[0], dtype=x.dtype), lower=True)
-    return chol_inv, chol_inv @ (y - p.means[task])
+    """-> (L^-1 [N, N] of the training Gram matrix's Cholesky factor, z = L^-1 (y - mean) [N])."""
+    residual = y - p.means[task]
+    chol, _, _ = factorize(training_gram(p, x, task), residual)
+    chol_inv = chol_inverse(chol)
+    return chol_inv, chol_inv @ residual
 
 
 # ---- the target given the training data -----------------------------------------------------------
@@ -218,15 +220,15 @@ def fit_target(train: Training, theta: TargetParams, x, y, mask, steps, learning
 class Posterior(NamedTuple):
     """The target's posterior given training and target data, for prediction anywhere.
 
-    theta: TargetParams; x: [n, d] target inputs; proj: [r, N, n]; chol: [n, n] Cholesky factor
-    of the target's conditional covariance (with noise, padded rows identity); alpha: [n]
-    conditional-residual weights; mask: [n].
+    theta: TargetParams; x: [n, d] target inputs; proj: [r, N, n]; chol_inv: [n, n] inverse of
+    the Cholesky factor of the target's conditional covariance (with noise, padded rows
+    identity); alpha: [n] conditional-residual weights; mask: [n].
     """
 
     theta: TargetParams
     x: jax.Array
     proj: jax.Array
-    chol: jax.Array
+    chol_inv: jax.Array
     alpha: jax.Array
     mask: jax.Array
 
@@ -235,10 +237,9 @@ def _posterior(train: Training, theta: TargetParams, x, y, mask, pieces) -> Post
     proj, gram_proj, proj_z, kxx = pieces
     mean, cov = target_moments(train, theta, gram_proj, proj_z, kxx)
     noise = softplus(train.params.raw_noise) + NOISE_FLOOR
-    chol, _ = cholesky_adaptive(mask_gram(cov + noise * jnp.eye(y.shape[0], dtype=y.dtype), mask))
     residual = jnp.where(mask, y - mean, 0.0)
-    alpha = solve_triangular(chol, solve_triangular(chol, residual, lower=True), lower=True, trans=1)
-    return Posterior(theta, x, proj, chol, alpha, mask)
+    chol, alpha, _ = factorize(mask_gram(cov + noise * jnp.eye(y.shape[0], dtype=y.dtype), mask), residual)
+    return Posterior(theta, x, proj, chol_inverse(chol), alpha, mask)
 
 
 def posterior_predict(train: Training, post: Posterior, proj_q):
@@ -258,10 +259,7 @@ def predict_at(train: Training, post: Posterior, xq, proj_q):
     prior_mean, prior_var, v_q, v_o, var_scale = posterior_predict(train, post, proj_q)
     kx = input_kernel(train.params.raw_lengthscale, xq, post.x)  # [m, n]
     cross = jnp.where(post.mask[None, :], var_scale * kx - v_q.T @ v_o, 0.0)  # [m, n]
-    mean = prior_mean + cross @ post.alpha
-    w = solve_triangular(post.chol, cross.T, lower=True)
-    var = jnp.maximum(prior_var - jnp.sum(w * w, axis=0), 0.0)
-    return mean, var
+    return predict_from_cross(prior_mean, prior_var, cross, post.alpha, post.chol_inv)
 
 
 @jax.jit
