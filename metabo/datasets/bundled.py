@@ -4,6 +4,10 @@
 4-D space, 250 matched (Halton) + 150 unmatched trials per task. Files:
 ``{name}.parquet`` (metabo's tuning-log format plus extra columns), ``{name}_space.json``,
 ``{name}_summary.json`` and PD1-schema copies in ``pd1/``.
+
+A dataset's files lie in the data folder itself (``pd1_mini``) or in a folder of its own named
+after it (``data/pd1_scale/``, next to the collection's shards: ``metabo collect ... --bundle
+data/pd1_scale --bundle-name pd1_scale``), so two datasets' cards and PD1 files never collide.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ def bundled_path(name: str = "pd1_mini", suffix: str = ".parquet") -> Path:
     """Path of a bundled file; FileNotFoundError with a hint when it is missing."""
     path = data_dir() / f"{name}{suffix}"
     if not path.exists():
-        available = sorted(p.stem for p in data_dir().glob("*.parquet")) if data_dir().exists() else []
+        path = data_dir() / name / f"{name}{suffix}"
+    if not path.exists():
+        available = bundled_names()
         raise FileNotFoundError(
             f"bundled dataset file {path} does not exist (available: {available}); set "
             f"{DATA_DIR_ENV} to the folder holding the bundled data"
@@ -36,7 +42,8 @@ def bundled_names() -> list[str]:
     folder = data_dir()
     if not folder.exists():
         return []
-    return sorted(p.stem for p in folder.glob("*.parquet") if (folder / f"{p.stem}_space.json").exists())
+    found = [*folder.glob("*.parquet"), *folder.glob("*/*.parquet")]
+    return sorted({p.stem for p in found if (p.parent / f"{p.stem}_space.json").exists()})
 
 
 def bundled_space(name: str = "pd1_mini") -> Space:
