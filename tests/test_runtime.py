@@ -87,7 +87,7 @@ def test_host_callback_loop_that_hung_with_a_one_thread_pool_completes():
         from metabo.runtime import start_jax
         start_jax()
         import jax, jax.numpy as jnp
-        from metabo.pretrain.fastnll import lapack_gaussian_nll
+        from metabo.gp.lapack import lapack_gaussian_nll
         x = jax.random.normal(jax.random.key(0), (24, 130, 130))
         gram = x @ jnp.swapaxes(x, 1, 2) + 130 * jnp.eye(130)
         residual = jnp.ones((24, 130))
