@@ -9,7 +9,20 @@
   a ``null`` speedup lies below), speedup_definition, no_results (methods without any finished
   unit, left out of the comparison), runs (method -> finished units), failures,
   capped_tasks, excluded_related, cost (method -> timing), plots.
-Budgets above the reported budget are left out of the speedup tables.
+Budgets (10, 25, 50, 100) above the reported budget are left out of the speedup tables.
+
+Measures beside the ratio that do not hide behind ties (``metabo.bench.metrics``):
+  deterministic_methods (methods whose seeds repeat the same index sequence on every task;
+  counted once per task below), top1_fraction (0.01), top1_threshold (task -> score to reach),
+  top1_threshold_source ("pool scores", or "evaluated points" when no pool scores were passed:
+  the k-th best point any stored run evaluated, a lower bound on the pool's threshold),
+  evaluations_to_top1 (method -> {task: mean evaluations over counted seeds, not-reached seeds
+  counted as T + 1; null when no counted seed reached}), top1_reached (method -> {task:
+  [seeds reached, seeds counted]}), top1_speedup (baseline -> geometric mean over tasks of
+  baseline's / reference's evaluations_to_top1, same rule), top1_speedup_tasks (baseline ->
+  tasks used), top1_speedup_interval (baseline -> [low, high]), min_top1_speedup and
+  min_top1_speedup_interval (minimum over baselines), min_speedup_interval ({"10": [low, high],
+  ...}; a null end lies below s/T), bootstrap (resamples, level, seed, over), top1_definition.
 """
 
 from __future__ import annotations
@@ -22,7 +35,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metabo.bench.metrics import DEFAULT_BUDGETS, aggregate, average_rank, curve_matrix, efficiency_table
+from metabo.bench.metrics import (
+    BOOTSTRAP_LEVEL,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    DEFAULT_BUDGETS,
+    TOP_FRACTION,
+    aggregate,
+    average_rank,
+    bootstrap_min_speedup,
+    bootstrap_top_speedup,
+    bootstrap_weights,
+    counted_runs,
+    curve_matrix,
+    deterministic_methods,
+    efficiency_table,
+    evaluations_to_top,
+    per_task_evaluations,
+    percentile_interval,
+    top_fraction_threshold,
+    top_log_ratios,
+    top_speedup,
+)
 from metabo.io import atomic_write_text, atomic_write_with
 
 SUMMARY_FILE = "summary.json"
@@ -38,6 +72,15 @@ SPEEDUP_DEFINITION = (
     "regret is <= r. null: the reference does not reach r_b(s) within the budget T, so the speedup "
     "is below s/T (speedup_upper_bound). min_speedup is the minimum over baselines (null if any is null)."
 )
+TOP1_DEFINITION = (
+    "Evaluations to the top 1%: the first step whose best-so-far is >= the k-th best score of the target's "
+    "pool, k = max(1, ceil(0.01 * pool size)). Not reached within a run's T steps: counted as T + 1 "
+    "evaluations (so an average or ratio involving it is a bound); a task where no counted seed reached "
+    "it is 'not reached'. top1_speedup_b = geometric mean over tasks of b's / the reference's mean "
+    "evaluations. Deterministic methods (seeds repeat the same index sequence on every task) count one seed "
+    "per task. Intervals: 90% percentile bootstrap over tasks (2000 resamples with replacement, seed 0)."
+)
+DETERMINISTIC_MARK = "deterministic: seeds repeat"
 
 
 def plural(count, word: str, many: str | None = None) -> str:
@@ -63,8 +106,12 @@ def _clean(value):
     return value
 
 
-def summarize(results: pd.DataFrame, config, plan, failures, budgets=DEFAULT_BUDGETS) -> dict:
-    """The benchmark's numbers as a JSON-ready dict (see the module docstring)."""
+def summarize(results: pd.DataFrame, config, plan, failures, budgets=DEFAULT_BUDGETS, pool_scores=None) -> dict:
+    """The benchmark's numbers as a JSON-ready dict (see the module docstring).
+
+    ``pool_scores``: task -> the target pool's scores (maximized), for the top-1% thresholds;
+    without it they are estimated from the points the stored runs evaluated.
+    """
     methods = list(config.methods)
     tasks = list(plan.pool_sizes)
     largest_pool = max(plan.pool_sizes.values()) if plan.pool_sizes else 0
@@ -88,6 +135,8 @@ def summarize(results: pd.DataFrame, config, plan, failures, budgets=DEFAULT_BUD
         speedups = {b: {str(s): v for s, v in row.items()} for b, row in table.items()}
         minimum = {str(s): v for s, v in low.items()}
         upper = {str(s): s / horizon for s in budgets if s <= horizon}
+
+    tie_free = _tie_free_measures(results, config, plan, normalized, no_results, budgets, horizon, pool_scores)
 
     finished = results[["method", "task", "seed"]].drop_duplicates().groupby("method").size()
     capped = {t: n for t, n in plan.pool_sizes.items() if n < int(config.budget)}
@@ -115,6 +164,7 @@ def summarize(results: pd.DataFrame, config, plan, failures, budgets=DEFAULT_BUD
             "failures": [
                 {"method": f.method, "task": f.task, "seed": f.seed, "error": f.error} for f in failures
             ],
+            **tie_free,
             "capped_tasks": capped,
             "excluded_related": {t: r for t, r in plan.related.items()},
             "cost": _cost(results, methods),
@@ -126,6 +176,96 @@ def summarize(results: pd.DataFrame, config, plan, failures, budgets=DEFAULT_BUD
             },
         }
     )
+
+
+def _top1_thresholds(results: pd.DataFrame, tasks, pool_sizes, pool_scores):
+    """task -> top-1% threshold, and where it came from."""
+    if pool_scores is not None:
+        out = {}
+        for t in tasks:
+            scores = np.asarray(pool_scores.get(t, []), dtype=np.float64)
+            out[t] = top_fraction_threshold(scores, TOP_FRACTION) if np.isfinite(scores).any() else None
+        return out, "pool scores"
+    # Without the pools: the k-th best of the distinct points the stored runs evaluated (k from the
+    # pool size), a lower bound on the pool's threshold (exact when its top k were all evaluated).
+    out = {}
+    for t in tasks:
+        rows = results[results["task"].astype(str) == str(t)] if len(results) else results
+        size = int(pool_sizes.get(t, 0))
+        if not len(rows) or size < 1:
+            out[t] = None
+            continue
+        seen = rows.drop_duplicates("index")["y"].to_numpy(dtype=np.float64)
+        k = max(1, math.ceil(TOP_FRACTION * size - 1e-9))
+        seen = np.sort(seen[np.isfinite(seen)])[::-1]
+        out[t] = float(seen[k - 1]) if seen.size >= k else None
+    return out, "evaluated points"
+
+
+def _interval(samples):
+    """Bootstrap samples -> [low, high] with -inf (below s/T) as null; None if undefined."""
+    bounds = percentile_interval(samples, BOOTSTRAP_LEVEL)
+    if bounds is None:
+        return None
+    return [b if math.isfinite(b) else None for b in bounds]
+
+
+def _tie_free_measures(results, config, plan, normalized, no_results, budgets, horizon, pool_scores) -> dict:
+    """The summary keys of the top-1% measures, deterministic methods and bootstrap intervals."""
+    methods = list(config.methods)
+    tasks = list(plan.pool_sizes)
+    empty = not len(results) or not {"index", "best_so_far", "y"} <= set(results.columns)
+    deterministic = [] if empty else deterministic_methods(results, methods)
+    thresholds, source = _top1_thresholds(results, tasks, plan.pool_sizes, pool_scores) if not empty else ({}, None)
+    per_task = per_task_evaluations(evaluations_to_top(results, thresholds, deterministic)) if not empty else None
+    evaluations: dict = {m: {} for m in methods}
+    reached: dict = {m: {} for m in methods}
+    if per_task is not None:
+        for (m, t), row in per_task.iterrows():
+            if m in evaluations:
+                evaluations[m][t] = float(row["evaluations"]) if row["reached"] > 0 else None
+                reached[m][t] = [int(row["reached"]), int(row["runs"])]
+
+    out = {
+        "deterministic_methods": deterministic,
+        "top1_fraction": TOP_FRACTION,
+        "top1_threshold": thresholds,
+        "top1_threshold_source": source,
+        "evaluations_to_top1": evaluations,
+        "top1_reached": reached,
+        "top1_speedup": {},
+        "top1_speedup_tasks": {},
+        "top1_speedup_interval": {},
+        "min_top1_speedup": None,
+        "min_top1_speedup_interval": None,
+        "min_speedup_interval": {},
+        "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "level": BOOTSTRAP_LEVEL, "seed": BOOTSTRAP_SEED, "over": "tasks"},
+        "top1_definition": TOP1_DEFINITION,
+    }
+    reference = config.reference
+    if reference is None or not horizon or reference in no_results or empty:
+        return out
+    baselines = [m for m in methods if m != reference and m not in no_results]
+    if not baselines:
+        return out
+    run_tasks = list(dict.fromkeys(t for t, _ in normalized.runs))
+    weights = bootstrap_weights(len(run_tasks), BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED)
+
+    geo = top_speedup(per_task, reference, baselines)
+    out["top1_speedup"] = geo
+    out["top1_speedup_tasks"] = {b: int(len(top_log_ratios(per_task, reference, b))) for b in baselines}
+    samples, minimum = bootstrap_top_speedup(per_task, reference, baselines, run_tasks, weights)
+    out["top1_speedup_interval"] = {b: _interval(samples[b]) for b in baselines}
+    defined = [v for v in geo.values() if v is not None]
+    out["min_top1_speedup"] = min(defined) if defined else None
+    out["min_top1_speedup_interval"] = _interval(minimum)
+
+    keep = counted_runs(results, deterministic)
+    kept = set(zip(keep["method"], keep["task"], keep["seed"], strict=True))
+    counted = np.array([[(m, t, s) in kept for t, s in normalized.runs] for m in normalized.methods], dtype=bool)
+    per_budget = bootstrap_min_speedup(normalized, reference, budgets, weights, counted=counted, baselines=baselines)
+    out["min_speedup_interval"] = {str(s): _interval(v) for s, v in per_budget.items()}
+    return out
 
 
 def _cost(results: pd.DataFrame, methods) -> dict:
@@ -166,13 +306,25 @@ def format_speedup(value, bound) -> str:
     return f"{value:.2f}x"
 
 
+def _label(summary: dict, method: str) -> str:
+    """A method's name in tables, marked when its seeds repeat."""
+    return f"{method} ({DETERMINISTIC_MARK})" if method in summary.get("deterministic_methods", []) else method
+
+
+def _format_interval(bounds, bound=None) -> str:
+    if not bounds:
+        return "n/a"
+    return f"[{format_speedup(bounds[0], bound)}, {format_speedup(bounds[1], bound)}]"
+
+
 def efficiency_markdown(summary: dict) -> str:
-    """The efficiency-ratio table: one row per baseline plus the minimum, one column per budget."""
+    """The efficiency-ratio table (one row per baseline plus the minimum and its bootstrap interval,
+    one column per budget), then the geometric-mean speedup to the pool's top 1% when present."""
     budgets = list(summary.get("speedup_upper_bound", {}))
     if not summary.get("reference") or not budgets or not summary.get("speedup"):
         return (
             "_No efficiency ratio: it needs a reference method and at least one baseline with finished "
-            "units, and a budget of at least the smallest ratio budget (25)._\n"
+            "units, and a budget of at least the smallest ratio budget (10)._\n"
         )
     bounds = summary["speedup_upper_bound"]
     lines = [
@@ -183,14 +335,96 @@ def efficiency_markdown(summary: dict) -> str:
         "| --- | " + " | ".join("---:" for _ in budgets) + " |",
     ]
     for baseline, row in summary["speedup"].items():
-        lines.append(f"| {baseline} | " + " | ".join(format_speedup(row.get(s), bounds[s]) for s in budgets) + " |")
+        lines.append(
+            f"| {_label(summary, baseline)} | "
+            + " | ".join(format_speedup(row.get(s), bounds[s]) for s in budgets)
+            + " |"
+        )
     minimum = summary.get("min_speedup", {})
     lines.append("| **min over baselines** | " + " | ".join(f"**{format_speedup(minimum.get(s), bounds[s])}**" for s in budgets) + " |")
+    intervals = summary.get("min_speedup_interval") or {}
+    level = round(100 * summary.get("bootstrap", {}).get("level", 0.9))
+    if intervals:
+        lines.append(
+            f"| {level}% interval of the min (bootstrap over tasks) | "
+            + " | ".join(_format_interval(intervals.get(s), bounds[s]) for s in budgets)
+            + " |"
+        )
     lines.append("")
     lines.append(
         "`< x`: the reference never reaches that baseline's regret within the budget, so the speedup is "
         "below x (= s / T)."
     )
+    top = summary.get("top1_speedup") or {}
+    if top:
+        tasks = summary.get("top1_speedup_tasks", {})
+        lines += [
+            "",
+            f"Per task, evaluations to reach the pool's top 1%: geometric mean over tasks of baseline / "
+            f"`{summary['reference']}` (not reached within the budget counts as budget + 1):",
+            "",
+            f"| baseline | top-1% speedup | {level}% interval (bootstrap over tasks) | tasks |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        intervals = summary.get("top1_speedup_interval", {})
+        for baseline, value in top.items():
+            lines.append(
+                f"| {_label(summary, baseline)} | {format_speedup(value, None)} | "
+                f"{_format_interval(intervals.get(baseline))} | {tasks.get(baseline, 'n/a')} |"
+            )
+        lines.append(
+            f"| **min over baselines** | **{format_speedup(summary.get('min_top1_speedup'), None)}** | "
+            f"**{_format_interval(summary.get('min_top1_speedup_interval'))}** | |"
+        )
+    deterministic = summary.get("deterministic_methods") or []
+    if deterministic:
+        lines += [
+            "",
+            f"Marked _{DETERMINISTIC_MARK}_: {', '.join(f'`{m}`' for m in deterministic)} chose the same "
+            "points with every seed on every task; one seed per task is counted in the intervals and the "
+            "per-task averages.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _evaluations_cell(value, reached) -> str:
+    if not reached:
+        return "n/a"
+    hit, runs = reached
+    if value is None or hit == 0:
+        return "not reached"
+    if hit < runs:
+        return f">= {value:.1f} ({hit}/{runs})"
+    return f"{value:.1f}"
+
+
+def top1_markdown(summary: dict) -> str:
+    """Per task, each method's mean evaluations to the pool's top 1%."""
+    evaluations = summary.get("evaluations_to_top1") or {}
+    methods = [m for m in summary["methods"] if evaluations.get(m)]
+    if not methods:
+        return "_No per-task measures: no finished unit._\n"
+    source = summary.get("top1_threshold_source")
+    lines = [
+        "Mean evaluations (over seeds) until the best point found is in the pool's top 1%. "
+        "`>= x (k/n)`: only k of n seeds got there; the others count as budget + 1. "
+        "`not reached`: no seed did within the budget.",
+        "",
+    ]
+    if source == "evaluated points":
+        lines += [
+            "_The pools' scores were not available: each threshold is the k-th best point any stored run "
+            "evaluated, at or below the pool's true threshold, so these counts may be low._",
+            "",
+        ]
+    lines += [
+        "| task | " + " | ".join(_label(summary, m) for m in methods) + " |",
+        "| --- | " + " | ".join("---:" for _ in methods) + " |",
+    ]
+    reached = summary.get("top1_reached", {})
+    for t in summary["tasks"]:
+        cells = [_evaluations_cell(evaluations[m].get(t), reached.get(m, {}).get(t)) for m in methods]
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -214,6 +448,9 @@ def markdown_report(summary: dict) -> str:
         "## Efficiency ratio",
         "",
         efficiency_markdown(summary),
+        "## Evaluations to the pool's top 1%",
+        "",
+        top1_markdown(summary),
         "## Normalized regret",
         "",
         "Mean (median) normalized regret after s evaluations; 0 = the best point of the pool found.",
@@ -223,7 +460,9 @@ def markdown_report(summary: dict) -> str:
     ]
     for m in methods:
         mean, median = summary["mean_normalized_regret"][m], summary["median_normalized_regret"][m]
-        lines.append(f"| {m} | " + " | ".join(f"{_at(mean, s)} ({_at(median, s)})" for s in checkpoints) + " |")
+        lines.append(
+            f"| {_label(summary, m)} | " + " | ".join(f"{_at(mean, s)} ({_at(median, s)})" for s in checkpoints) + " |"
+        )
     lines += [
         "",
         "## Average rank",
@@ -236,7 +475,7 @@ def markdown_report(summary: dict) -> str:
     ]
     for m in methods:
         ranks = summary["average_rank"][m]
-        lines.append(f"| {m} | " + " | ".join(_at(ranks, s, digits=2) for s in checkpoints) + " |")
+        lines.append(f"| {_label(summary, m)} | " + " | ".join(_at(ranks, s, digits=2) for s in checkpoints) + " |")
     lines += [
         "",
         "## Cost",
@@ -261,6 +500,8 @@ def markdown_report(summary: dict) -> str:
             lines.append("")
     lines += ["## Notes", ""]
     lines.append(f"- Efficiency ratio: {summary['speedup_definition']}")
+    if summary.get("top1_definition"):
+        lines.append(f"- Top 1%: {summary['top1_definition']}")
     lines.append(
         f"- Regret plots use a log scale; values below {PLOT_FLOOR:g} (including 0, the pool's best found) are "
         f"drawn at {PLOT_FLOOR:g}."
@@ -368,10 +609,13 @@ def plot_rank(summary: dict, path) -> None:
     _save(fig, Path(path))
 
 
-def write_report(out, results: pd.DataFrame, config, plan, failures) -> dict:
-    """Write ``summary.json``, ``report.md`` and the plots under ``out``; return the summary."""
+def write_report(out, results: pd.DataFrame, config, plan, failures, pool_scores=None) -> dict:
+    """Write ``summary.json``, ``report.md`` and the plots under ``out``; return the summary.
+
+    ``pool_scores`` (task -> pool scores) makes the top-1% thresholds exact (see ``summarize``).
+    """
     out = Path(out)
-    summary = summarize(results, config, plan, failures)
+    summary = summarize(results, config, plan, failures, pool_scores=pool_scores)
     plots = []
     if summary["budget"] and len(results):
         plot_regret(summary, out / REGRET_PLOT)
@@ -393,6 +637,8 @@ __all__ = [
     "write_report",
     "markdown_report",
     "efficiency_markdown",
+    "top1_markdown",
+    "TOP1_DEFINITION",
     "plot_regret",
     "plot_rank",
     "load_summary",
