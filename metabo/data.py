@@ -228,8 +228,7 @@ def pad_frame(scored: pd.DataFrame, columns: list[str], bucket: int = 1) -> tupl
     position = scored.groupby(codes, sort=False).cumcount().to_numpy()
     counts = np.bincount(codes, minlength=len(names))
     width = int(counts.max()) if len(counts) else 0
-    bucket = max(int(bucket), 1)
-    width = -(-width // bucket) * bucket
+    width = _stack_width(width, bucket)
     x = np.zeros((len(names), width, len(columns)))
     y = np.zeros((len(names), width))
     mask = np.zeros((len(names), width), dtype=bool)
@@ -237,6 +236,14 @@ def pad_frame(scored: pd.DataFrame, columns: list[str], bucket: int = 1) -> tupl
     y[codes, position] = scored["score"].to_numpy(dtype=np.float64)
     mask[codes, position] = True
     return PaddedTasks(x, y, mask), [str(n) for n in names]
+
+
+def _stack_width(largest: int, multiple: int) -> int:
+    # The padding policy lives in metabo.gp.padding (imported here, not at the top: reading a
+    # log must not import JAX, which ``metabo.gp`` does).
+    from metabo.gp.padding import stack_width
+
+    return stack_width(largest, multiple)
 
 
 def pad_arrays(xs: list[np.ndarray], ys: list[np.ndarray], bucket: int = 1) -> PaddedTasks:
@@ -255,8 +262,7 @@ def pad_arrays(xs: list[np.ndarray], ys: list[np.ndarray], bucket: int = 1) -> P
     for i, (x, n) in enumerate(zip(xs, counts, strict=True)):
         if len(x) != n:
             raise ValueError(f"task {i}: x has {len(x)} rows but y has {n} values")
-    bucket = max(int(bucket), 1)
-    width = -(-int(counts.max()) // bucket) * bucket
+    width = _stack_width(int(counts.max()), bucket)
     # Scatter all points at once to (task, position within task).
     codes = np.repeat(np.arange(len(xs)), counts)
     position = np.arange(len(codes)) - np.repeat(np.cumsum(counts) - counts, counts)

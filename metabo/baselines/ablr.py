@@ -50,9 +50,10 @@ from metabo.baselines.base import Method, best_unobserved, cached_setup, registe
 from metabo.baselines.common import content_key, select_box_point, usable_history
 from metabo.bo.acquisitions import log_ei
 from metabo.bo.maximize import maximize_box
-from metabo.bo.single_task import bucket_size, pad_observations, standardization
+from metabo.bo.single_task import standardization
 from metabo.data import pad_arrays
 from metabo.gp.adam import skip_nonfinite
+from metabo.gp.padding import bucket_size, pad_observations
 
 LOG_2PI = math.log(2.0 * math.pi)
 # Grids over (log alpha, log beta): a coarse one +-GRID_SPAN around the prior centre, then a

@@ -55,10 +55,10 @@ from metabo.baselines.base import Method, best_unobserved, cached_setup, registe
 from metabo.baselines.common import content_key, select_box_point, usable_history
 from metabo.bo.acquisitions import log_ei
 from metabo.bo.maximize import maximize_box
-from metabo.bo.single_task import bucket_size, pad_observations
 from metabo.data import pad_arrays
 from metabo.gp import GPModel, GPParams, condition, negative_log_likelihood, predict
 from metabo.gp.adam import adam_keep_best, minimize
+from metabo.gp.padding import bucket_size, pad_observations
 from metabo.space import halton
 
 MIN_RANGE_FRACTION = 0.05

@@ -67,11 +67,11 @@ from metabo.bo.designer import Designer
 from metabo.bo.empirical import EMPIRICAL_ACQUISITIONS, EmpiricalPrior, acquisition_arrays, zeta
 from metabo.bo.engine import Acquisition
 from metabo.bo.maximize import masked_argmax
-from metabo.bo.single_task import bucket_size
 from metabo.data import STATUS_COLUMN, TASK_COLUMN, TuningLog
 from metabo.defaults import model_spec
 from metabo.gp.linalg import warn_jitter
 from metabo.gp.model import GPModel
+from metabo.gp.padding import SMALL_MIN, bucket_size
 
 DEFAULT_EKL_POINTS = 256
 DEFAULT_EKL_MIN_POINTS = 16
@@ -318,7 +318,7 @@ class HyperBOEmpirical(Method):
         effective = float(n_tasks) if t <= prior.max_steps() else _UNCORRECTED
         target = self.options.get("target")
         target = jnp.nan if target is None else (prior.train_max if target == "train-max" else float(target))
-        size = bucket_size(t, minimum=8)
+        size = bucket_size(t, minimum=SMALL_MIN)
         index_pad = np.zeros(size, dtype=np.int64)
         y_pad = np.zeros(size)
         mask = np.zeros(size, dtype=bool)

@@ -49,11 +49,12 @@ from metabo.baselines.base import Method, best_unobserved, cached_setup, registe
 from metabo.baselines.common import content_key, select_box_point, usable_history
 from metabo.bo.acquisitions import log_ei
 from metabo.bo.maximize import maximize_box
-from metabo.bo.single_task import bucket_size, pad_observations, standardization
+from metabo.bo.single_task import standardization
 from metabo.gp.adam import minimize
 from metabo.gp.kernels import matern52
 from metabo.gp.linalg import gaussian_nll, mask_gram
 from metabo.gp.model import inverse_softplus, softplus
+from metabo.gp.padding import bucket_size, pad_observations
 from metabo.gp.posterior import chol_inverse, factorize, predict_from_cross
 
 LENGTHSCALE_FLOOR = 1e-3

@@ -46,12 +46,11 @@ from metabo.bo.acquisitions import log_ei
 from metabo.bo.maximize import maximize_box
 from metabo.bo.single_task import (
     DEFAULT_MODEL,
-    bucket_size,
     fit_single_task,
-    pad_observations,
     standardization,
 )
 from metabo.gp import Conditioned, GPParams, condition, predict
+from metabo.gp.padding import bucket_size, pad_observations
 
 MODEL = DEFAULT_MODEL  # constant mean, Matern 5/2 ARD
 

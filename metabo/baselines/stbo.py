@@ -36,14 +36,13 @@ from metabo.bo.engine import suggest_box, suggest_finite
 from metabo.bo.single_task import (
     DEFAULT_MODEL,
     FitBounds,
-    bucket_size,
     fit_single_task,
-    pad_observations,
     standardization,
     unstandardize,
 )
 from metabo.gp.adam import adam_keep_best
 from metabo.gp.model import GPModel, GPParams, inverse_softplus
+from metabo.gp.padding import bucket_size, pad_observations
 from metabo.gp.posterior import negative_log_likelihood
 from metabo.space import scrambled_halton
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from metabo.gp.adam import adam_keep_best
 from metabo.gp.model import GPModel, GPParams, inverse_softplus
-from metabo.gp.padding import bucket_size, pad_observations  # re-exported: their old home
+from metabo.gp.padding import bucket_size, pad_observations
 from metabo.gp.posterior import negative_log_likelihood
 
 DEFAULT_MODEL = GPModel(mean="constant", kernel="matern52")
@@ -214,8 +214,6 @@ __all__ = [
     "DEFAULT_MODEL",
     "FitBounds",
     "fit_single_task",
-    "bucket_size",
-    "pad_observations",
     "standardization",
     "unstandardize",
 ]

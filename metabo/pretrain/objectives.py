@@ -136,6 +136,8 @@ def pad_blocks(blocks: Sequence[MatchedBlock], dim: int | None = None) -> Padded
     if not blocks:
         return None
     dim = int(np.asarray(blocks[0].x).shape[-1]) if dim is None else dim
+    # Blocks of one log are fixed in size: padded to the largest, exactly (each block is one
+    # M x M factorization per step, so rows beyond the largest would be paid for every step).
     width = max(np.asarray(b.x).shape[0] for b in blocks)
     height = max(np.asarray(b.y).shape[0] for b in blocks)
     x = np.zeros((len(blocks), width, dim))

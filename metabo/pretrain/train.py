@@ -13,6 +13,7 @@ import pandas as pd
 import metabo.defaults as defaults
 from metabo.data import STATUS_COLUMN, TASK_COLUMN, TuningLog
 from metabo.gp.model import GPModel
+from metabo.gp.padding import TASK_MULTIPLE
 from metabo.precision import float64
 from metabo.pretrain.fit import blas_thread_limit, evaluate, fit
 from metabo.pretrain.objectives import OBJECTIVES, PretrainError, pad_blocks
@@ -21,9 +22,8 @@ from metabo.space import Objective, Space
 from metabo.version import __version__
 from metabo.warp import OutputWarp
 
-# Padded task lengths are rounded up to a multiple of this, so logs of similar sizes (e.g. the
-# leave-one-task-out runs of one benchmark) give identical array shapes and share compiled code.
-PAD_BUCKET = 8
+# Padded task lengths follow metabo.gp.padding's rule for stacks of tasks.
+PAD_BUCKET = TASK_MULTIPLE
 
 
 def warp_log(log: TuningLog, warp: OutputWarp | str) -> TuningLog:

@@ -49,7 +49,7 @@ def test_optimize_best_and_trials_dataframe():
 def test_best_is_undefined_before_a_success_and_repr_says_what_it_is():
     opt = Optimizer(SPACE, seed=0)
     with pytest.raises(ValueError, match="no successful trial"):
-        opt.best_params
+        _ = opt.best_params
     text = repr(opt)
     assert "no prior" in text and "0 trial(s)" in text and "['lr', 'width']" in text
 

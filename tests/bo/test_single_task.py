@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from metabo.bo import single_task
-from metabo.bo.single_task import DEFAULT_MODEL, bucket_size, fit_single_task, unstandardize
+from metabo.bo.single_task import DEFAULT_MODEL, fit_single_task, unstandardize
 from metabo.gp import GPModel, condition, negative_log_likelihood, predict
+from metabo.gp.padding import bucket_size
 
 DIM = 2
 

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 
 from metabo.data import read_log
-from metabo.gp import GPModel
 from metabo.defaults import model_spec
+from metabo.gp import GPModel
 from metabo.pretrain import PretrainError, evaluate, pretrain
-from metabo.pretrain.train import warp_log
 from metabo.pretrain.objectives import ekl_objective, pad_blocks
+from metabo.pretrain.train import warp_log
 from metabo.space import Objective, Parameter, Space
 
 SPACE = Space(
