@@ -655,7 +655,10 @@ def run_benchmark(
     if report:
         from metabo.bench.report import write_report
 
-        summary = write_report(out, results, config, plan, failures)
+        # The pools' scores give the exact top-1% cut-offs of the per-task measures.
+        scored = log.scored(config.failures)
+        pool_scores = {t: g["score"].to_numpy() for t, g in scored.groupby("task", sort=False) if t in plan.pool_sizes}
+        summary = write_report(out, results, config, plan, failures, pool_scores=pool_scores)
     return BenchmarkResult(out, summary, results, failures, pending_units, plan.skipped)
 
 
