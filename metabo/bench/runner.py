@@ -25,10 +25,8 @@ import importlib
 import operator
 import os
 import queue as queue_module
-import sys
 import time
 import traceback
-import warnings
 import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -42,6 +40,7 @@ import pandas as pd
 from metabo.bench import store
 from metabo.bench.metrics import regret_trace
 from metabo.data import FAILURE_POLICIES, TuningLog
+from metabo.precision import float64
 from metabo.runtime import one_blas_thread_env, worker_processes_environment
 
 ENGINES = ("local", "ray")
@@ -262,6 +261,7 @@ def protocol(log: TuningLog, config: BenchmarkConfig) -> dict:
 # ---- one unit, one chunk ---------------------------------------------------------------------
 
 
+@float64  # every method's GP work, whatever the caller's JAX setting
 def run_unit(
     method_cls,
     space,
@@ -295,7 +295,6 @@ def run_unit(
     start = time.perf_counter()
     instance.setup()
     setup_seconds = time.perf_counter() - start
-    _warn_if_float32()
 
     # Methods get read-only views: they cannot corrupt the runner's bookkeeping.
     candidates = pool_x.copy()
@@ -341,23 +340,6 @@ def run_unit(
             "propose_seconds": seconds,
         },
         columns=list(store.UNIT_COLUMNS),
-    )
-
-
-_WARNED_FLOAT32 = False
-
-
-def _warn_if_float32() -> None:
-    global _WARNED_FLOAT32
-    jax = sys.modules.get("jax")
-    if jax is None or _WARNED_FLOAT32 or jax.config.jax_enable_x64:
-        return
-    _WARNED_FLOAT32 = True
-    warnings.warn(
-        "JAX runs in float32 in this process; GP methods need float64. Enable it at your entry point "
-        '(jax.config.update("jax_enable_x64", True)) or run with workers > 1',
-        RuntimeWarning,
-        stacklevel=3,
     )
 
 

@@ -304,8 +304,8 @@ def fit(
     )
     if not jax.config.jax_enable_x64:
         warnings.warn(
-            "metabo fits GPs in float64 but JAX's float64 is off; call "
-            "jax.config.update('jax_enable_x64', True) at the start of your program",
+            "metabo fits GPs in float64 but JAX's float64 is off here: call fit() inside "
+            "`with jax.enable_x64(True):`, or use metabo.pretrain.pretrain(), which does",
             RuntimeWarning,
             stacklevel=2,
         )
