@@ -165,9 +165,10 @@ class Designer:
         allows: a degenerate prior (e.g. pre-trained on one point) then ignores the data."""
         if getattr(self, "_warned", False) or len(y) < 3:
             return
-        hyper = self.prior.hyperparameters()
-        allowed = hyper["signal"] + hyper["noise"]
-        spread = float(np.mean((y - self.prior.mean(x)) ** 2))
+        model, params = self.prior.model, self.prior.params
+        hyper = model.hyper(params)
+        allowed = float(hyper.signal) + float(hyper.noise)
+        spread = float(np.mean((y - np.asarray(model.mean_fn(params, x))) ** 2))
         if spread > 100.0 * allowed:
             import warnings
 

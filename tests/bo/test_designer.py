@@ -35,8 +35,17 @@ def test_benchmark_optimizer_and_sampler_walk_the_same_trajectory(setting):
     log, train, pool_x, pool_y = setting
     space = log.space
     frame = run_unit(
-        HyperBO, space, train, pool_x, pool_y, method="hyperbo", task="task2", seed=0, unit_seed=7,
-        budget=BUDGET, options=OPTIONS,
+        HyperBO,
+        space,
+        train,
+        pool_x,
+        pool_y,
+        method="hyperbo",
+        task="task2",
+        seed=0,
+        unit_seed=7,
+        budget=BUDGET,
+        options=OPTIONS,
     )
     benchmark = frame["index"].tolist()
     # The prior of that very pre-training (shared through the per-process setup cache).
@@ -69,7 +78,9 @@ def test_benchmark_optimizer_and_sampler_walk_the_same_trajectory(setting):
         return float(pool_y[i])
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=PretrainedGPSampler(prior, seed=7, candidates=pool_user))
+    study = optuna.create_study(
+        direction="maximize", sampler=PretrainedGPSampler(prior, seed=7, candidates=pool_user)
+    )
     study.optimize(objective, n_trials=BUDGET)
 
     assert len(set(benchmark)) == BUDGET
@@ -168,9 +179,9 @@ FLOAT64_SCRIPT = textwrap.dedent(
 
     def run():
         rng = np.random.default_rng(0)
-        x = rng.random((36, 2))
-        y = np.sin(6 * x[:, 0]) + x[:, 1] ** 2 + 0.05 * rng.standard_normal(36)
-        frame = pd.DataFrame({"task": np.repeat(["task0", "task1", "task2"], 12), "x0": x[:, 0], "x1": x[:, 1], "objective": y})
+        x = rng.random((60, 2))
+        y = np.sin(6 * x[:, 0]) + x[:, 1] ** 2 + 0.05 * rng.standard_normal(60)
+        frame = pd.DataFrame({"task": np.repeat(["task0", "task1", "task2"], 20), "x0": x[:, 0], "x1": x[:, 1], "objective": y})
         log = metabo.read_log(frame, unit_space(2))
         prior = pretrain(log.without("task1"), steps=5, progress=False)
         x, y = log.task_arrays("task1")
@@ -201,7 +212,9 @@ def test_plain_programs_compute_in_float64_without_set_up(tmp_path):
     script.write_text(FLOAT64_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
     env["METABO_JAX_CACHE"] = "off"
-    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    plain = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert plain.returncode == 0, plain.stderr[-3000:]
     plain = json.loads(plain.stdout.strip().splitlines()[-1])
     sys.path.insert(0, str(tmp_path))

@@ -99,7 +99,8 @@ def test_learning_rate_10_diverges_and_is_recorded(trainer):
         curve = np.asarray(rows["valid_error_curve"].iloc[i])
         finite = curve[np.isfinite(curve)]
         if finite.size:
-            assert rows["objective"].iloc[i] == finite.min()
+            # The curve is stored in float32, the objective in float64.
+            assert rows["objective"].iloc[i] == pytest.approx(float(finite.min()), rel=1e-6)
         else:
             assert np.isnan(rows["objective"].iloc[i])
 
