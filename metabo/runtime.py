@@ -112,7 +112,7 @@ def _restore_affinity(cores: set[int]) -> None:
 
 # Thread counts of the BLAS/OpenMP libraries under NumPy, SciPy and JAX's LAPACK calls (JAX
 # calls SciPy's OpenBLAS). Each library starts one thread per core by default.
-# METABO_LAPACK_THREADS: the threads of pre-training's host LAPACK work (metabo.pretrain.fastnll).
+# METABO_LAPACK_THREADS: the threads of pre-training's host LAPACK work (metabo.gp.lapack).
 BLAS_THREAD_VARIABLES = (
     "OPENBLAS_NUM_THREADS",
     "OMP_NUM_THREADS",
