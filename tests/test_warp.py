@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from metabo.warp import WARPS, OutputWarp, normal_scores
+from metabo.warp import WARPS, OutputWarp, mid_ranks, normal_scores
 
 
 def test_quantile_is_the_normal_score_of_the_rank():
@@ -21,6 +21,17 @@ def test_quantile_ties_share_their_mid_rank_and_nan_stays_nan():
     expected = norm.ppf((np.array([1.0, 2.5, 2.5, 4.0]) - 0.5) / 4)
     assert np.isnan(out[1])
     np.testing.assert_allclose(out[[0, 2, 3, 4]], expected, rtol=1e-12)
+
+
+def test_mid_ranks_agree_with_scipy_rankdata():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 7, 200):
+        values = rng.integers(0, max(size // 3, 1) + 1, size=size).astype(float)  # many ties
+        np.testing.assert_allclose(mid_ranks(values), rankdata(values, method="average"), rtol=1e-12)
+        continuous = rng.normal(size=size)
+        np.testing.assert_allclose(mid_ranks(continuous), rankdata(continuous), rtol=1e-12)
 
 
 def test_quantile_bounds_an_outlier_and_ignores_monotone_maps():
