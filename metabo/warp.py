@@ -25,6 +25,7 @@ NaN scores (failed trials) stay NaN and are ignored by the statistics.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,13 +86,14 @@ class OutputWarp:
 
 def normal_scores(values) -> np.ndarray:
     """Normal scores of finite values [n]: ``Phi^-1((rank - 1/2) / n)`` with mid-ranks for ties."""
-    # scipy.special only: importing scipy.stats (for rankdata) costs ~0.8 s of every cold start.
-    from scipy.special import ndtri
-
+    # The standard library's inverse normal CDF (Wichura's AS 241, accurate to ~1e-16): importing
+    # scipy.stats for rankdata and ppf cost ~1 s of every `metabo suggest` cold start.
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return values
-    return ndtri((mid_ranks(values) - 0.5) / values.size)
+    inverse_cdf = statistics.NormalDist().inv_cdf
+    quantiles = (mid_ranks(values) - 0.5) / values.size
+    return np.fromiter((inverse_cdf(q) for q in quantiles.ravel()), np.float64, quantiles.size).reshape(values.shape)
 
 
 def mid_ranks(values) -> np.ndarray:
