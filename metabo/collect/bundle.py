@@ -56,8 +56,12 @@ def write_bundle(
     name: str = "pd1_mini",
     command: str | None = None,
     max_curve_points: int = 10,
+    saturation: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Write the bundled files for a finished collection; returns the paths written."""
+    """Write the bundled files for a finished collection; returns the paths written.
+
+    ``saturation``: the data set's saturation checks per part
+    (``metabo.bench.saturation.part_saturation``), shown on the card when given."""
     from metabo.data import read_log, write_frame
     from metabo.datasets.pd1 import write_pd1_jsonl
     from metabo.version import __version__
@@ -98,6 +102,8 @@ def write_bundle(
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         }
     )
+    if saturation is not None:
+        summary["saturation"] = saturation
     path = data_dir / f"{name}_summary.json"
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
     written.append(path)
@@ -126,6 +132,32 @@ def _versions(metabo_version: str) -> dict[str, str]:
     return out
 
 
+def _saturation_lines(saturation: dict[str, Any] | None) -> list[str]:
+    """The card's "hard enough?" section (nothing when the summary has no checks)."""
+    if not saturation:
+        return []
+    lines = [
+        "## Hard enough to compare methods?",
+        "",
+        "Leave-one-task-out on each task's pool, as `metabo reproduce` runs it (`metabo.bench.saturation`):",
+        "",
+    ]
+    for part, checks in saturation.items():
+        lines.append(
+            f"- {part}: random search's mean normalized regret after {checks['random_budget']} evaluations "
+            f"{checks['random_search_regret']:.3f} (expected value over its random orders; at least 0.05 wanted)"
+        )
+        if "zero_shot_solved" in checks:
+            solved = checks["zero_shot_solved"]
+            lines.append(
+                f"- {part}: the zero-shot portfolio (built from the other tasks) reaches regret 0 within "
+                f"{checks['zero_shot_budget']} evaluations on {len(solved)} of {len(checks['tasks'])} tasks "
+                f"({checks['zero_shot_solved_share']:.0%}; at most a third wanted)"
+                + (f": {', '.join(f'`{t}`' for t in solved)}" if solved else "")
+            )
+    return [*lines, ""]
+
+
 def _fmt_minutes(seconds: float) -> str:
     return f"{seconds:.0f} s ({seconds / 60:.1f} min)"
 
@@ -136,7 +168,7 @@ def render_data_card(summary: dict[str, Any]) -> str:
     name = summary["name"]
     tasks = summary["tasks"]
     lines = [
-        f"# `{name}`: a small PD1-style tuning dataset",
+        f"# `{name}`: a PD1-style tuning dataset",
         "",
         "Real hyperparameter-tuning results, collected by `metabo collect` on this repository's machine: "
         f"{len(tasks)} tasks (dataset x model x batch size), each trained with SGD with Nesterov momentum "
@@ -212,10 +244,9 @@ def render_data_card(summary: dict[str, Any]) -> str:
             f"{t['matched']} + {t['unmatched']} | {t['diverged_share']:.1%} ({t['diverged']}) | {best} | {median} | "
             f"{t['train_s']:.0f} s |"
         )
+    lines += ["", f"Overall diverged share: {summary['diverged_share']:.1%}.", ""]
+    lines += _saturation_lines(summary.get("saturation"))
     lines += [
-        "",
-        f"Overall diverged share: {summary['diverged_share']:.1%}.",
-        "",
         "## Datasets and licences",
         "",
         "| dataset | what | source | licence |",

@@ -131,9 +131,16 @@ def run(args) -> int:
         best = "nan" if t["best_error"] is None else f"{t['best_error']:.4f}"
         print(f"{t['task']:<32} {t['trials']:>6} {t['diverged_share']:>8.1%} {best:>8} {t['train_s']:>8.1f}")
     if args.bundle:
-        from metabo.collect.bundle import write_bundle
+        from metabo.bench.saturation import part_saturation
+        from metabo.collect.bundle import LOG_COLUMNS, write_bundle
+        from metabo.precision import float64
+        from metabo.space import pd1_space
 
-        written = write_bundle(frame, plan, args.out, args.bundle, name=args.bundle_name, command=command)
+        print("checking saturation (random search, zero-shot portfolio) ...", file=sys.stderr)
+        saturation = float64(part_saturation)(frame[LOG_COLUMNS], pd1_space())
+        written = write_bundle(
+            frame, plan, args.out, args.bundle, name=args.bundle_name, command=command, saturation=saturation
+        )
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
     return 0

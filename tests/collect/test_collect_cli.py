@@ -42,6 +42,10 @@ def test_collect_cli_writes_shards_and_bundle(tmp_path):
     assert [t["task"] for t in summary["tasks"]] == ["wine-mlp_small-bs16", "breast_cancer-mlp_small-bs32"]
     card = (data / "README.md").read_text()
     assert summary["command"] in card and "diverged" in card and "Apache-2.0" not in card  # no MNIST-1D task here
+    checks = summary["saturation"]
+    assert set(checks) == {"matched", "unmatched"} and "Hard enough to compare methods?" in card
+    assert 0.0 <= checks["unmatched"]["random_search_regret"] <= 1.0
+    assert len(checks["matched"]["tasks"]) == 2 and f"on {len(checks['matched']['zero_shot_solved'])} of 2 tasks" in card
 
     # The bundle loads through metabo.datasets.
     check = (
