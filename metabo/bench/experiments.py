@@ -139,9 +139,10 @@ def data_files(data: str, data_dir: str | os.PathLike) -> tuple[Path, Path]:
     if given.suffix.lower() in (".parquet", ".pq", ".csv"):
         log_path = given if given.is_absolute() or given.exists() else Path(data_dir) / given
     else:
-        log_path = Path(data_dir) / f"{data}.parquet"
-        if not log_path.exists() and (Path(data_dir) / f"{data}.csv").exists():
-            log_path = Path(data_dir) / f"{data}.csv"
+        # As ``metabo.datasets.bundled_path``: in the data folder, or in a folder named after it.
+        candidates = [Path(data_dir) / f"{data}{ext}" for ext in (".parquet", ".csv")]
+        candidates += [Path(data_dir) / data / f"{data}{ext}" for ext in (".parquet", ".csv")]
+        log_path = next((c for c in candidates if c.exists()), candidates[0])
     space_path = log_path.with_name(f"{log_path.stem}_space.json")
     return log_path, space_path
 

@@ -78,7 +78,7 @@ def write_stand_in(gp_log, data_dir):
     frame["dataset"] = "synthetic"
     frame["task"] = "synthetic-" + frame["task"]
     frame.loc[0, ["objective", "status"]] = [np.nan, "diverged"]
-    data_dir.mkdir()
+    data_dir.mkdir(parents=True)
     frame.to_parquet(data_dir / "pd1_mini.parquet", index=False)
     unit_space(2).save(data_dir / "pd1_mini_space.json")
     return ["synthetic-" + t for t in tasks]
@@ -127,6 +127,15 @@ def test_experiment_log_filters_the_part(gp_log, tmp_path):
         load_experiment_log(ExperimentConfig(name="x", data="nothing"), tmp_path / "data")
     with pytest.raises(BenchmarkError, match="part must be one of"):
         ExperimentConfig(name="x", part="some")
+
+
+def test_experiment_data_in_a_folder_of_its_own(gp_log, tmp_path):
+    # As pd1_scale: data/pd1_scale/pd1_scale.parquet next to the collection's shards.
+    write_stand_in(gp_log, tmp_path / "data" / "other")
+    for name in ("pd1_mini.parquet", "pd1_mini_space.json"):
+        (tmp_path / "data" / "other" / name).rename(tmp_path / "data" / "other" / name.replace("pd1_mini", "other"))
+    log = load_experiment_log(ExperimentConfig(name="m", data="other", part="matched"), tmp_path / "data")
+    assert len(log.tasks) == 3
 
 
 def test_select_tasks_spreads_over_sorted_names():
