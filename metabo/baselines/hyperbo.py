@@ -35,7 +35,9 @@ Options (``hyperbo``, ``hyperbo-ekl``) override ``pretrain``'s defaults, never r
   ``pretrain_steps``, ``batch_size`` (``None``: every point at every step), ``learning_rate``,
   ``ekl_weight``, ``warp`` and ``pretrain_seed`` (0): ``pretrain``'s ``steps``, ``batch_size``,
   ``learning_rate``, ``ekl_weight``, ``warp`` and ``seed``;
-  ``acquisition`` (``"ei"``; any of ``metabo.bo.engine.ACQUISITIONS``).
+  ``acquisition`` (``"ei"``; any of ``metabo.bo.engine.ACQUISITIONS``);
+  ``transfer_guard`` (False) and ``guard_margin`` (0.0): the core's negative-transfer guard
+  (``metabo.bo.designer.Designer``).
 
 Options (``hyperbo-empirical``): ``acquisition`` (``"gp-ucb"`` or ``"pi"``), ``delta`` (0.05),
 ``target`` (PI's target: None, ``"train-max"`` or a number).
@@ -144,7 +146,15 @@ class HyperBO(Method):
     def _designer(self, x_obs, y_obs, candidates=None, observed=None) -> Designer:
         if not hasattr(self, "prior"):
             self.setup()
-        designer = Designer(self.space, self.prior, acquisition=self.acquisition, seed=self.seed, candidates=candidates)
+        designer = Designer(
+            self.space,
+            self.prior,
+            acquisition=self.acquisition,
+            seed=self.seed,
+            candidates=candidates,
+            transfer_guard=bool(self.options.get("transfer_guard", False)),
+            guard_margin=float(self.options.get("guard_margin", 0.0)),
+        )
         # NaN scores are failed trials: the core excludes and imputes them. Candidates marked
         # observed are excluded even when the history does not hold them.
         excluded = None if observed is None else np.asarray(candidates)[np.asarray(observed, dtype=bool)]

@@ -23,6 +23,12 @@ What it does with the history (unit-cube inputs, scores maximized, ``NaN`` for a
     single-task GP is fitted by maximum likelihood at each step (``fit_single_task``).
   - Acquisition maximized over the finite candidate set (excluding observed, failed and pending
     points) or over the unit box (``metabo.bo.engine``).
+  - Negative transfer (``transfer_guard=True``): once the task has ``GUARD_MIN_POINTS``
+    observations, each suggestion compares the prior's leave-one-out predictive log density of
+    them with that of a single-task GP fitted to them alone (as Ax's transfer adapter checks by
+    cross-validation); when the prior's is lower by more than ``guard_margin`` nats per point,
+    the task's own GP is used instead. ``transfer`` holds the last check (``TransferCheck``),
+    and ``Optimizer`` writes it into each trial's record (``model``).
   - Randomness: the key of a suggestion derives from ``seed`` and the number of points issued
     so far (told + pending), so a resumed or replayed search makes the same choices.
 
@@ -30,6 +36,8 @@ Everything runs in float64 (``metabo.precision``) without any set-up by the call
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,6 +51,29 @@ from metabo.warp import OutputWarp
 FANTASIES = ("liar", "believer")
 # Two unit-cube points closer than this in every coordinate are the same configuration.
 SAME_POINT_TOL = 1e-9
+# The transfer guard needs this many modelled observations before it compares the prior with the
+# task's own GP (fewer cannot tell a contradicting prior from noise).
+GUARD_MIN_POINTS = 5
+
+
+class TransferCheck(NamedTuple):
+    """One negative-transfer check: the mean leave-one-out log density per observation under the
+    prior (``prior``) and under a single-task GP fitted to the task (``single_task``), over
+    ``points`` observations; ``fallback``: the single-task GP was used."""
+
+    points: int
+    prior: float
+    single_task: float
+    margin: float
+    fallback: bool
+
+    def describe(self) -> str:
+        """A line for the trial's record."""
+        verdict = "single-task GP (the prior contradicts this task)" if self.fallback else "prior"
+        return (
+            f"{verdict}: leave-one-out log density per point {self.prior:.3f} under the prior, "
+            f"{self.single_task:.3f} under the task's own GP ({self.points} points, margin {self.margin:g})"
+        )
 
 
 def same_points(points: np.ndarray, others: np.ndarray) -> np.ndarray:
@@ -75,6 +106,11 @@ class Designer:
         ``"believer"``, its posterior mean (kriging believer). Measured in
         ``scripts/bench_bo.py``: believer batches under a pre-trained prior came out as
         near-copies, liar batches spread out (see experiments/ABLATIONS.md).
+      transfer_guard: with a prior, fall back to a single-task GP when the task's observations
+        contradict the prior (see the module docstring). Off by default until its benchmark
+        (pre-train on one family of tasks, target another) has chosen ``guard_margin``.
+      guard_margin: nats per observation by which the task's own GP must beat the prior's
+        leave-one-out density before the guard falls back.
     """
 
     def __init__(
@@ -90,8 +126,15 @@ class Designer:
         fit_restarts: int = 4,
         warp: OutputWarp | str | None = None,
         fantasy: str = "liar",
+        transfer_guard: bool = False,
+        guard_margin: float = 0.0,
     ):
         self.space = space
+        self.transfer_guard = bool(transfer_guard)
+        self.guard_margin = float(guard_margin)
+        if not np.isfinite(self.guard_margin) or self.guard_margin < 0:
+            raise ValueError(f"guard_margin must be a non-negative number, got {guard_margin!r}")
+        self.transfer: TransferCheck | None = None
         self.prior = prior
         self.acquisition = Acquisition.parse("ei" if acquisition is None else acquisition)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -307,13 +350,31 @@ class Designer:
 
     def _model(self, x, y, key):
         """(model, params) of the GP to condition on (x, y)."""
-        if self.prior is not None:
-            self._check_prior_explains(x, y)
-            return self.prior.model, self.prior.params
+        if self.prior is None:
+            return self._single_task(x, y, key)
+        self._check_prior_explains(x, y)
+        self.transfer = None
+        if self.transfer_guard and len(y) >= GUARD_MIN_POINTS:
+            own_model, own_params = self._single_task(x, y, key)
+            self.transfer = self._compare(x, y, own_model, own_params)
+            if self.transfer.fallback:
+                return own_model, own_params
+        return self.prior.model, self.prior.params
+
+    def _single_task(self, x, y, key):
         from metabo.bo.single_task import DEFAULT_MODEL, fit_single_task
 
         params = fit_single_task(x, y, key, DEFAULT_MODEL, steps=self.fit_steps, restarts=self.fit_restarts)
         return DEFAULT_MODEL, params
 
+    def _compare(self, x, y, own_model, own_params) -> TransferCheck:
+        from metabo.gp import leave_one_out_log_density
 
-__all__ = ["Designer", "FANTASIES", "SAME_POINT_TOL", "same_points"]
+        prior = float(np.mean(leave_one_out_log_density(self.prior.model, self.prior.params, x, y)))
+        own = float(np.mean(leave_one_out_log_density(own_model, own_params, x, y)))
+        # A non-finite prior density (a factorization failure) counts as a contradiction.
+        fallback = not np.isfinite(prior) or (np.isfinite(own) and prior < own - self.guard_margin)
+        return TransferCheck(len(y), prior, own, self.guard_margin, bool(fallback))
+
+
+__all__ = ["Designer", "FANTASIES", "GUARD_MIN_POINTS", "SAME_POINT_TOL", "TransferCheck", "same_points"]

@@ -31,6 +31,7 @@ the same path resumes with every acknowledged trial. A truncated or corrupted fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -66,14 +67,19 @@ class TellError(ValueError):
 @dataclass(frozen=True)
 class Trial:
     """One told trial. config: user units; value: the raw objective (None for a failure without
-    one); status: ``ok | diverged | failed``."""
+    one); status: ``ok | diverged | failed``; model: what chose the configuration when the
+    transfer guard judged it (``TransferCheck.describe()``), else None."""
 
     config: dict
     value: float | None
     status: str = "ok"
+    model: str | None = None
 
     def to_dict(self) -> dict:
-        return {"config": dict(self.config), "value": self.value, "status": self.status}
+        out = {"config": dict(self.config), "value": self.value, "status": self.status}
+        if self.model is not None:
+            out["model"] = self.model
+        return out
 
 
 class Optimizer:
@@ -93,7 +99,10 @@ class Optimizer:
         never repeat.
       num_initial: quasi-random points before the model is used (default: 0 with a prior,
         ``min(d + 1, 10)`` but at least 3 without one).
-      fit_steps, fit_restarts: single-task GP fitting effort (no prior only).
+      fit_steps, fit_restarts: single-task GP fitting effort (no prior, or the transfer guard).
+      transfer_guard, guard_margin: with a prior, fall back to the task's own GP when its trials
+        contradict the prior (``metabo.bo.designer.Designer``); each trial then records the
+        verdict in ``Trial.model`` and the ``model`` column of ``trials_dataframe()``.
 
     ``acquisition``, ``seed`` and ``num_initial`` left as None take the state file's values
     when resuming; explicit values that differ from it win, with a warning.
@@ -110,6 +119,8 @@ class Optimizer:
         num_initial: int | None = None,
         fit_steps: int = 200,
         fit_restarts: int = 4,
+        transfer_guard: bool = False,
+        guard_margin: float = 0.0,
     ):
         self.space: Space = load_space(space)
         self.prior = prior
@@ -171,6 +182,7 @@ class Optimizer:
 
         self._trials: list[Trial] = list(saved["trials"]) if saved else []
         self._pending: list[np.ndarray] = []  # unit-cube points asked but not told
+        self._pending_models: list[str | None] = []  # the transfer guard's verdict at each ask
         self._designer = Designer(
             self.space,
             prior,
@@ -180,6 +192,8 @@ class Optimizer:
             num_initial=self.num_initial,
             fit_steps=self.fit_steps,
             fit_restarts=self.fit_restarts,
+            transfer_guard=transfer_guard,
+            guard_margin=guard_margin,
         )
         if self.state_path is not None:
             self._write_state(self._trials)
@@ -242,9 +256,12 @@ class Optimizer:
         return float(best.value)
 
     def trials_dataframe(self) -> pd.DataFrame:
-        """The trials as a DataFrame: ``number``, the parameters, the objective, ``status`` and
-        ``best_so_far`` (the best successful value up to each trial)."""
+        """The trials as a DataFrame: ``number``, the parameters, the objective, ``status``,
+        ``best_so_far`` (the best successful value up to each trial) and, when the transfer
+        guard judged any, ``model`` (its verdict at the trial's ask)."""
         frame = self.to_frame()
+        if any(t.model is not None for t in self._trials):
+            frame["model"] = [t.model for t in self._trials]
         frame.insert(0, "number", np.arange(len(frame)))
         values = frame[self.space.objective.column].to_numpy(dtype=float)
         scores = self.space.objective.to_score(np.where(frame["status"].to_numpy() == "ok", values, np.nan))
@@ -329,9 +346,11 @@ class Optimizer:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         points = self._suggest(int(count))
         configs = self.space.configs_from_unit(points)
+        check = self._designer.transfer
         # Pending points are kept exactly as the configurations map back, so tell() finds them.
         for config in configs:
             self._pending.append(self.space.to_unit(self.space.config_matrix([config]))[0])
+            self._pending_models.append(None if check is None else check.describe())
         return configs[0] if n is None else configs
 
     def tell(self, config: Mapping[str, Any], value=None, status: str = "ok") -> Trial:
@@ -349,14 +368,15 @@ class Optimizer:
         this returns.
         """
         trial, unit = self._validate(config, value, status)
+        asked = next((i for i, p in enumerate(self._pending) if np.max(np.abs(p - unit)) <= SAME_POINT_TOL), None)
+        if asked is not None and self._pending_models[asked] is not None:
+            trial = dataclasses.replace(trial, model=self._pending_models[asked])
         trials = self._trials + [trial]
         if self.state_path is not None:
             self._write_state(trials)  # if this raises, nothing changed in memory either
         self._trials = trials
-        for i, point in enumerate(self._pending):
-            if np.max(np.abs(point - unit)) <= SAME_POINT_TOL:
-                del self._pending[i]
-                break
+        if asked is not None:
+            del self._pending[asked], self._pending_models[asked]
         return trial
 
     # ---- validation -------------------------------------------------------------------------
@@ -519,13 +539,17 @@ class Optimizer:
             raise StateFileError(f"state file {path!r}: 'trials' must be a list")
         trials = []
         for i, entry in enumerate(raw_trials):
-            if not isinstance(entry, dict) or set(entry) != {"config", "value", "status"}:
+            keys = set(entry) if isinstance(entry, dict) else set()
+            if not {"config", "value", "status"} <= keys <= {"config", "value", "status", "model"}:
                 raise StateFileError(f"state file {path!r}: trial {i} is malformed: {entry!r}")
+            model = entry.get("model")
+            if model is not None and not isinstance(model, str):
+                raise StateFileError(f"state file {path!r}: trial {i}'s model must be a string, got {model!r}")
             try:
                 trial, _ = self._validate(entry["config"], entry["value"], entry["status"])
             except TellError as err:
                 raise StateFileError(f"state file {path!r}: trial {i} is invalid: {err}") from err
-            trials.append(trial)
+            trials.append(dataclasses.replace(trial, model=model))
         return {"seed": seed, "settings": {**settings, "seed": seed}, "trials": trials}
 
 

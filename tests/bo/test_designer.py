@@ -249,3 +249,93 @@ def test_constant_liar_batches_spread_out_where_kriging_believer_ones_bunch(fini
         np.fill_diagonal(distance, np.inf)
         spread[fantasy] = distance.min()
     assert spread["liar"] > 0.2 and spread["liar"] > spread["believer"], spread
+
+
+class _StandIn:
+    """What the core reads from a prior: model, params, warp (here no warp)."""
+
+    def __init__(self, model, params):
+        from metabo.warp import OutputWarp
+
+        self.model, self.params, self.warp = model, params, OutputWarp("none")
+
+
+def _sloped_prior(slope):
+    import jax
+    import jax.numpy as jnp
+
+    from metabo.gp import GPModel
+
+    with jax.enable_x64(True):
+        model = GPModel(mean="linear", kernel="matern52")
+        params = model.init(jax.random.PRNGKey(0), 2, y_mean=0.0)
+        params = model.with_hyper(params, lengthscale=np.full(2, 0.3), signal=0.01, noise=1e-4)
+        params = params._replace(mean_weights=jnp.asarray(slope, dtype=jnp.float64), mean_constant=jnp.zeros(()))
+    return _StandIn(model, params)
+
+
+# The contradicting task also trips the "prior cannot explain" warning (tested elsewhere).
+@pytest.mark.filterwarnings("ignore:the prior cannot explain:RuntimeWarning")
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["related", "contradicting"])
+def test_transfer_guard_falls_back_only_when_the_task_contradicts_the_prior(sign):
+    from metabo.bo.designer import GUARD_MIN_POINTS
+    from metabo.space import Space
+
+    space = Space.from_dict({"parameters": [{"name": "a", "low": 0.0, "high": 1.0}, {"name": "b", "low": 0.0, "high": 1.0}]})
+    slope = np.array([3.0, -2.0])
+    prior = _sloped_prior(slope)
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 2))
+    scores = sign * (x @ slope) + 0.01 * rng.standard_normal(8)  # the prior's trend, or its opposite
+    candidates = rng.random((50, 2))
+    guarded = Designer(space, prior=prior, candidates=candidates, transfer_guard=True)
+    plain = Designer(space, prior=prior, candidates=candidates)
+
+    guarded.update(x[: GUARD_MIN_POINTS - 1], scores[: GUARD_MIN_POINTS - 1])
+    guarded.suggest(1)
+    assert guarded.transfer is None  # too few observations to judge
+
+    guarded.update(x, scores)
+    plain.update(x, scores)
+    picked, plain_pick = guarded.suggest_indices(1), plain.suggest_indices(1)
+    check = guarded.transfer
+    assert check is not None and check.points == 8 and plain.transfer is None
+    if sign > 0:
+        # The prior predicts the held-out scores better than a GP fitted to 8 points alone.
+        assert check.prior > check.single_task and not check.fallback
+        assert picked == plain_pick and check.describe().startswith("prior:")
+    else:
+        assert check.prior < check.single_task - 1.0 and check.fallback
+        assert check.describe().startswith("single-task GP")
+        # The fallback is the no-prior core's own model: the same pick as a designer without a prior.
+        own = Designer(space, prior=None, candidates=candidates, num_initial=0, warp="none")
+        own.update(x, scores)
+        assert picked == own.suggest_indices(1)
+
+
+@pytest.mark.filterwarnings("ignore:the prior cannot explain:RuntimeWarning")
+def test_optimizer_records_the_guards_verdict_in_each_trial_and_state_file(tmp_path):
+    from metabo.bo.designer import GUARD_MIN_POINTS
+    from metabo.space import Space
+
+    space = Space.from_dict(
+        {"parameters": [{"name": "a", "low": 0.0, "high": 1.0}, {"name": "b", "low": 0.0, "high": 1.0}],
+         "objective": {"column": "objective", "direction": "maximize"}}
+    )
+    slope = np.array([3.0, -2.0])
+    prior = _sloped_prior(slope)
+    prior.space = space
+    state = tmp_path / "state.json"
+    opt = Optimizer(space, prior=prior, seed=1, state=state, transfer_guard=True)
+    rng = np.random.default_rng(1)
+    for x in rng.random((GUARD_MIN_POINTS, 2)):  # told, not asked: no verdict recorded
+        opt.tell({"a": float(x[0]), "b": float(x[1])}, float(-(x @ slope)))
+    config = opt.ask()
+    opt.tell(config, float(-(np.array([config["a"], config["b"]]) @ slope)))  # contradicts the prior
+    frame = opt.trials_dataframe()
+    assert frame["model"].iloc[:GUARD_MIN_POINTS].isna().all()
+    assert frame["model"].iloc[-1].startswith("single-task GP (the prior contradicts this task)")
+    saved = json.loads(state.read_text())["trials"]
+    assert "model" not in saved[0] and saved[-1]["model"] == frame["model"].iloc[-1]
+    resumed = Optimizer(space, prior=prior, seed=1, state=state, transfer_guard=True)
+    assert resumed.trials[-1].model == frame["model"].iloc[-1]

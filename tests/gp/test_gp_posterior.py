@@ -174,3 +174,27 @@ def test_jitter_fallback_runs_the_adaptive_path_only_on_failure_and_warns():
     calls.clear()
     with_jitter_fallback("test", fn, jnp.asarray([[0.0], [0.5], [1.0]]))
     assert calls == [False]
+
+
+@pytest.mark.parametrize("mean", MEAN_NAMES)
+def test_leave_one_out_density_equals_n_separate_fits(mean):
+    from scipy.stats import norm
+
+    from metabo.gp import leave_one_out_log_density
+
+    model, params = model_and_params(kernel="matern52", mean=mean, seed=7)
+    x, y = data(seed=8)
+    expected = []
+    for i in range(len(y)):  # condition on the others, predict y_i with noise: the scipy reference
+        keep = np.arange(len(y)) != i
+        mu, cov = ref.posterior(model, params, x[keep], y[keep], x[i : i + 1], include_noise=True)
+        expected.append(norm.logpdf(y[i], mu[0], np.sqrt(cov[0, 0])))
+    np.testing.assert_allclose(leave_one_out_log_density(model, params, x, y), expected, rtol=1e-8)
+
+    # Padded rows contribute 0 and leave the real ones unchanged.
+    xp = np.concatenate([x, np.zeros((PAD - len(x), x.shape[1]))])
+    yp = np.concatenate([y, np.zeros(PAD - len(y))])
+    mask = np.arange(PAD) < len(y)
+    padded = leave_one_out_log_density(model, params, jnp.asarray(xp), jnp.asarray(yp), jnp.asarray(mask))
+    np.testing.assert_allclose(padded[: len(y)], expected, rtol=1e-8)
+    np.testing.assert_allclose(padded[len(y) :], 0.0)
