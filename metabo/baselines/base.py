@@ -119,9 +119,11 @@ def cached_setup(key, build):
     return value
 
 
-def training_key(method: Method, **extra) -> tuple:
-    """A hashable key for a method's meta-training: its name, the training tasks and options."""
+def training_key(method: Method, ignore: tuple[str, ...] = (), **extra) -> tuple:
+    """A hashable key for a method's meta-training: its name, the training tasks and options
+    (those named in ``ignore`` left out: options that only act after meta-training)."""
     tasks = tuple(method.train.tasks) if method.train is not None else ()
     size = len(method.train) if method.train is not None else 0
-    options = tuple(sorted((k, repr(v)) for k, v in {**method.options, **extra}.items()))
+    counted = {k: v for k, v in method.options.items() if k not in ignore}
+    options = tuple(sorted((k, repr(v)) for k, v in {**counted, **extra}.items()))
     return (method.name, tasks, size, method.failures, options)

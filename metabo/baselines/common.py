@@ -55,7 +55,7 @@ def log_digest(log) -> str:
     return hashlib.sha1(rows.tobytes() + repr(log.space.to_dict()).encode()).hexdigest()
 
 
-def content_key(method: Method, **extra) -> tuple:
+def content_key(method: Method, ignore: tuple[str, ...] = (), **extra) -> tuple:
     """``training_key`` plus a hash of the training log's content, computed once per instance.
 
     ``training_key`` sees task names and the row count only: two logs with the same names and
@@ -65,7 +65,7 @@ def content_key(method: Method, **extra) -> tuple:
     if digest is None:
         digest = log_digest(method.train) if method.train is not None else ""
         method.__dict__["_train_digest"] = digest
-    return training_key(method, train_digest=digest, **extra)
+    return training_key(method, ignore, train_digest=digest, **extra)
 
 
 def usable_history(x_obs, y_obs, dim):

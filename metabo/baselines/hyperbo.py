@@ -115,6 +115,10 @@ def pretrain_options(options: dict) -> dict:
     return kwargs
 
 
+# Options read by the BO core at each step, not by pre-training.
+CORE_OPTIONS = ("acquisition", "transfer_guard", "guard_margin")
+
+
 @register("hyperbo")
 class HyperBO(Method):
     """BO with a GP prior pre-trained by NLL on the training tasks: ``pretrain`` + the BO core."""
@@ -140,7 +144,8 @@ class HyperBO(Method):
             return pretrain(self._training_log(), objective=objective, failures=self.failures, progress=False, **kwargs)
 
         self.objective_used = objective
-        self.prior = cached_setup(content_key(self, objective=objective), build)
+        # Options of the BO core do not change the prior: variants that differ only there share it.
+        self.prior = cached_setup(content_key(self, CORE_OPTIONS, objective=objective), build)
         self.acquisition = Acquisition.parse(self.options.get("acquisition", "ei"))
 
     def _designer(self, x_obs, y_obs, candidates=None, observed=None) -> Designer:

@@ -198,3 +198,11 @@ def test_thin_matched_removes_fragments(matched):
     assert [len(b.x) for b in thin.matched_blocks()] == [37]
     assert len(thin.task_arrays("task2")[1]) == 37
     assert ekl_plan(log)[0] == "ekl"
+
+
+def test_core_options_share_one_pre_training(matched):
+    plain = build("hyperbo", matched)
+    guarded = build("hyperbo", matched, transfer_guard=True, guard_margin=0.5, acquisition="ucb")
+    assert guarded.prior is plain.prior  # the same cached pre-training
+    longer = build("hyperbo", matched, pretrain_steps=101)
+    assert longer.prior is not plain.prior and longer.prior.info["steps"] == 101
