@@ -37,6 +37,7 @@ Everything runs in float64 (``metabo.precision``) without any set-up by the call
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -368,13 +369,32 @@ class Designer:
         return DEFAULT_MODEL, params
 
     def _compare(self, x, y, own_model, own_params) -> TransferCheck:
-        from metabo.gp import leave_one_out_log_density
+        import jax.numpy as jnp
 
-        prior = float(np.mean(leave_one_out_log_density(self.prior.model, self.prior.params, x, y)))
-        own = float(np.mean(leave_one_out_log_density(own_model, own_params, x, y)))
+        from metabo.gp.padding import BO_MIN, bucket_size, pad_observations
+
+        # Padded to the BO core's observation buckets: one compilation per bucket, not per step.
+        x_pad, y_pad, mask = (jnp.asarray(a) for a in pad_observations(x, y, bucket_size(len(y), minimum=BO_MIN)))
+        prior = float(_loo_mean_density()(self.prior.model, self.prior.params, x_pad, y_pad, mask))
+        own = float(_loo_mean_density()(own_model, own_params, x_pad, y_pad, mask))
         # A non-finite prior density (a factorization failure) counts as a contradiction.
         fallback = not np.isfinite(prior) or (np.isfinite(own) and prior < own - self.guard_margin)
         return TransferCheck(len(y), prior, own, self.guard_margin, bool(fallback))
+
+
+@functools.cache
+def _loo_mean_density():
+    """Mean leave-one-out log density over a padded task's real rows, jitted once (``model``
+    static; one compilation per model and observation bucket). Built on first use: importing
+    this module stays free of JAX."""
+    import jax
+
+    from metabo.gp import leave_one_out_log_density
+
+    def mean_density(model, params, x, y, mask):
+        return leave_one_out_log_density(model, params, x, y, mask).sum() / mask.sum()
+
+    return jax.jit(mean_density, static_argnums=0)
 
 
 __all__ = ["Designer", "FANTASIES", "GUARD_MIN_POINTS", "SAME_POINT_TOL", "TransferCheck", "same_points"]
