@@ -108,8 +108,9 @@ class Designer:
         ``scripts/bench_bo.py``: believer batches under a pre-trained prior came out as
         near-copies, liar batches spread out (see experiments/ABLATIONS.md).
       transfer_guard: with a prior, fall back to a single-task GP when the task's observations
-        contradict the prior (see the module docstring). Off by default until its benchmark
-        (pre-train on one family of tasks, target another) has chosen ``guard_margin``.
+        contradict the prior (see the module docstring). Off by default for now: measured on
+        pd1_mini only (experiments/ABLATIONS.md), not yet on pd1_scale or in the README's
+        full reproduction.
       guard_margin: nats per observation by which the task's own GP must beat the prior's
         leave-one-out density before the guard falls back.
     """

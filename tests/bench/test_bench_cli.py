@@ -155,6 +155,18 @@ def test_the_repository_configs_load():
     assert max(c.seeds for c in quick) < min(c.seeds for c in full) and all(c.tasks_limit for c in quick)
 
 
+def test_the_pd1_scale_configs_load_and_find_their_data():
+    from metabo.bench.experiments import data_files
+
+    sets = load_config_sets(repo_root() / "experiments" / "configs_scale.py")
+    for name in ("QUICK", "FULL"):
+        assert {c.part for c in sets[name]} == {"matched", "unmatched"}
+        for config in sets[name]:
+            log_path, space_path = data_files(config.data, repo_root() / "data")
+            assert log_path.exists() and space_path.exists() and config.seeds == 1
+    assert all(c.tasks_limit == 2 for c in sets["QUICK"]) and all(c.tasks_limit is None for c in sets["FULL"])
+
+
 def test_exclude_methods_leaves_methods_out(gp_log):
     config = ExperimentConfig(name="u", methods=("random", "gp-oracle"), exclude_methods=("random",), reference="gp-oracle")
     assert config.benchmark_config(gp_log).methods == ("gp-oracle",)
