@@ -164,7 +164,7 @@ def test_the_pd1_scale_configs_load_and_find_their_data():
         for config in sets[name]:
             log_path, space_path = data_files(config.data, repo_root() / "data")
             assert log_path.exists() and space_path.exists() and config.seeds == 1
-    assert all(c.tasks_limit == 2 for c in sets["QUICK"]) and all(c.tasks_limit is None for c in sets["FULL"])
+    assert all(c.tasks_limit == 2 for c in sets["QUICK"]) and all(c.tasks_limit == 8 for c in sets["FULL"])
 
 
 def test_exclude_methods_leaves_methods_out(gp_log):
