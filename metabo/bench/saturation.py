@@ -56,13 +56,14 @@ def random_search_regret(pool_y: np.ndarray, budget: int) -> float:
     return expected_min_without_replacement((y.max() - y) / span, budget)
 
 
-def zero_shot_first_hit(log: TuningLog, task: str, budget: int, failures: str = "drop") -> int | None:
+def zero_shot_first_hit(log: TuningLog, task: str, budget: int, failures: str = "drop", pool=None) -> int | None:
     """The evaluation (1-based) at which ``zeroshot``, trained on every other task of ``log``,
-    first evaluates ``task``'s best pool point; None if not within ``budget``."""
+    first evaluates ``task``'s best pool point; None if not within ``budget``. ``pool``: the
+    task's ``(x, y)`` when the caller already has them."""
     from metabo.baselines import get_method
     from metabo.bench.runner import run_unit
 
-    pool_x, pool_y = log.task_arrays(task, failures)
+    pool_x, pool_y = log.task_arrays(task, failures) if pool is None else pool
     frame = run_unit(
         get_method("zeroshot"),
         log.space,
@@ -91,13 +92,13 @@ def saturation(
     tasks = list(log.tasks if tasks is None else tasks)
     per_task = []
     for task in tasks:
-        _, pool_y = log.task_arrays(task, failures)
+        pool_x, pool_y = log.task_arrays(task, failures)
         per_task.append(
             {
                 "task": task,
                 "pool": int(pool_y.size),
                 "random_search_regret": random_search_regret(pool_y, random_budget),
-                "zero_shot_first_hit": zero_shot_first_hit(log, task, zero_shot_budget, failures),
+                "zero_shot_first_hit": zero_shot_first_hit(log, task, zero_shot_budget, failures, (pool_x, pool_y)),
             }
         )
     solved = [t["task"] for t in per_task if t["zero_shot_first_hit"] is not None]
@@ -142,7 +143,6 @@ def main(argv=None) -> int:
 
     import pandas as pd
 
-    from metabo.precision import float64
     from metabo.space import load_space
 
     parser = argparse.ArgumentParser(prog="python -m metabo.bench.saturation", description=__doc__.splitlines()[0])
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     path = Path(args.log)
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     space = load_space(path.with_name(f"{path.stem}_space.json"))
-    result = float64(part_saturation)(frame, space)
+    result = part_saturation(frame, space)  # run_unit runs the GP work in float64
     for part in result.values():
         part.pop("tasks", None)
     print(json.dumps(result, indent=2))

@@ -133,11 +133,11 @@ def run(args) -> int:
     if args.bundle:
         from metabo.bench.saturation import part_saturation
         from metabo.collect.bundle import LOG_COLUMNS, write_bundle
-        from metabo.precision import float64
         from metabo.space import pd1_space
 
         print("checking saturation (random search, zero-shot portfolio) ...", file=sys.stderr)
-        saturation = float64(part_saturation)(frame[LOG_COLUMNS], pd1_space())
+        # The float32 setting above is for training; run_unit runs the GP work in float64.
+        saturation = part_saturation(frame[LOG_COLUMNS], pd1_space())
         written = write_bundle(
             frame, plan, args.out, args.bundle, name=args.bundle_name, command=command, saturation=saturation
         )
