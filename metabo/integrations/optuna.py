@@ -25,8 +25,15 @@ terms and hands them to metabo's BO core (``metabo.bo.designer.Designer``, the s
   negated; ``neg_log`` priors take ``-log(value)``), so the study's direction must be the prior's
   (checked, with a clear error). Multi-objective studies are not supported.
 - History: COMPLETE trials are observations; FAIL and PRUNED trials are observed failures (the
-  core gives them the worst successful score); RUNNING trials (other workers) are pending points:
-  not proposed again, and fantasized so that parallel workers get different configurations.
+  core gives them the worst successful score; a trial a storage's heartbeat failed, e.g. its
+  worker was killed, is one); RUNNING trials (other workers) are pending points: not proposed
+  again, and fantasized so that parallel workers get different configurations.
+- Many workers on one study (threads, processes or machines on a shared RDB or journal storage):
+  each suggestion is written to its trial's system attributes (``metabo:claim``, unit-cube
+  coordinates) before the sampler returns, and a suggestion first waits (at most
+  ``wait_for_peers`` seconds after those trials started) until every lower-numbered running
+  trial has its claim or its parameters. Suggestions are thereby ordered by trial number, each
+  sees all earlier ones as pending points, and two workers never get one configuration twice.
 - The search space is known only once a trial has completed. Until then (the first trial) the
   sampler is called parameter by parameter; it then computes the whole configuration once, from
   the prior alone, at the first call of the trial and hands out its coordinates. So the very first
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -58,6 +66,14 @@ try:
     from optuna.trial import FrozenTrial, TrialState
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("metabo.integrations.optuna needs optuna: pip install 'metabo[optuna]'") from err
+
+
+# Trial system attributes: the unit-cube point the sampler gave a trial, and a mark for trials that
+# will not get one (their parameters are not the prior's), so that no worker waits for them.
+CLAIM_KEY = "metabo:claim"
+NO_CLAIM_KEY = "metabo:no_claim"
+# How often a suggestion polls the storage while it waits for lower-numbered trials' claims.
+POLL_INTERVAL_S = 0.02
 
 
 class UnsupportedParameterError(ValueError):
@@ -87,6 +103,9 @@ class PretrainedGPSampler(BaseSampler):
         units, the prior's parameter order): suggestions are drawn from it, never repeated.
       num_candidates: size of the candidate set when the study's ranges differ from the prior's.
       warn_independent_sampling: warn once per parameter sampled by ``independent_sampler``.
+      wait_for_peers: seconds after a lower-numbered running trial started during which a new
+        suggestion waits for that trial's claim (0: never wait; the suggestion then may not see
+        a peer that is still computing its own).
     """
 
     def __init__(
@@ -100,6 +119,7 @@ class PretrainedGPSampler(BaseSampler):
         candidates=None,
         num_candidates: int = 2048,
         warn_independent_sampling: bool = True,
+        wait_for_peers: float = 30.0,
     ):
         from metabo.bo.config import Acquisition
 
@@ -128,6 +148,9 @@ class PretrainedGPSampler(BaseSampler):
         self.num_candidates = int(num_candidates)
         self.independent_sampler = independent_sampler or RandomSampler(seed=self.seed)
         self.warn_independent_sampling = warn_independent_sampling
+        self.wait_for_peers = float(wait_for_peers)
+        if not self.wait_for_peers >= 0:
+            raise ValueError(f"wait_for_peers must be >= 0 seconds, got {wait_for_peers!r}")
         self._warned: set[str] = set()
         self._cache: dict[tuple[str, int], dict[str, float]] = {}  # (study name, trial number) -> config
         self._lock = threading.Lock()
@@ -157,6 +180,9 @@ class PretrainedGPSampler(BaseSampler):
 
     def sample_relative(self, study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if not search_space:
+            if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+                # The study's parameters are not the prior's: this trial will make no claim.
+                study._storage.set_trial_system_attr(trial._trial_id, NO_CLAIM_KEY, True)
             return {}
         distributions = {self._prior_name(name): d for name, d in search_space.items()}
         config = self._suggest(study, trial, distributions)
@@ -236,6 +262,10 @@ class PretrainedGPSampler(BaseSampler):
         for past in study.get_trials(deepcopy=False):
             if past.number == current or past.state == TrialState.WAITING:
                 continue
+            claim = past.system_attrs.get(CLAIM_KEY)
+            if past.state == TrialState.RUNNING and claim is not None:
+                pending.append(np.asarray(claim, dtype=np.float64))  # its parameters may not be set yet
+                continue
             if any(names[p] not in past.params for p in self.space.names):
                 continue  # conditional parameters: this trial does not live in the prior's space
             row = np.asarray([float(past.params[names[p]]) for p in self.space.names])
@@ -264,6 +294,7 @@ class PretrainedGPSampler(BaseSampler):
         """The next configuration, prior name -> value inside ``distributions`` (None: the prior's range)."""
         from metabo.bo.designer import Designer
 
+        self._wait_for_earlier_claims(study, trial.number)
         x, scores, pending = self._history(study, trial.number)
         full_box = all(d is None or _matches(d, self.space[name]) for name, d in distributions.items())
         if self._candidates_unit is not None:
@@ -286,10 +317,36 @@ class PretrainedGPSampler(BaseSampler):
             values = self.space.from_unit(designer.suggest(1))[0]
         else:
             values = user[designer.suggest_indices(1)[0]]
-        return {
+        config = {
             name: _fit_to(value, distributions.get(name)) if distributions.get(name) is not None else _as_type(value, self.space[name])
             for name, value in zip(self.space.names, values, strict=True)
         }
+        # Claim the point before handing it out: later suggestions wait for it and avoid it.
+        claimed = self.space.to_unit(np.asarray([[float(config[name]) for name in self.space.names]]))[0]
+        study._storage.set_trial_system_attr(trial._trial_id, CLAIM_KEY, [float(v) for v in claimed])
+        return config
+
+    def _wait_for_earlier_claims(self, study, number: int) -> None:
+        """Block until every running trial numbered below ``number`` that started less than
+        ``wait_for_peers`` seconds ago has claimed its point (or said it will not)."""
+        if self.wait_for_peers <= 0:
+            return
+        names = self._optuna_names()
+        while True:
+            now = time.time()
+            waiting = False
+            for past in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if past.number >= number or CLAIM_KEY in past.system_attrs or NO_CLAIM_KEY in past.system_attrs:
+                    continue
+                if all(names[p] in past.params for p in self.space.names):
+                    continue  # parameters set another way (enqueued, or by the user)
+                started = past.datetime_start.timestamp() if past.datetime_start is not None else now
+                if now - started < self.wait_for_peers:
+                    waiting = True
+                    break
+            if not waiting:
+                return
+            time.sleep(POLL_INTERVAL_S)
 
     def _candidates(self, distributions, seed: int) -> np.ndarray:
         """[m, d] quasi-random configurations in user units inside the given distributions."""
