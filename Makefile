@@ -18,10 +18,10 @@ run: $(BIN)/.installed
 
 # Two test processes: the suite is CPU-bound and CI has 2 cores.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test-slow: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n 2 -m slow
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m slow
 
 bench: $(BIN)/.installed
 	$(BIN)/python scripts/bench_pretrain.py

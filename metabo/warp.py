@@ -60,6 +60,27 @@ class OutputWarp:
         out[finite] = normal_scores(values)
         return out
 
+    def inverse(self, warped, scores) -> np.ndarray:
+        """Warped values [m] -> score units, for the warp fitted on one task's ``scores`` [n]
+        (NaN for failures). ``"none"`` and ``"standardize"`` invert exactly; ``"quantile"``
+        interpolates between the task's (warped, score) pairs and clips to their range, so it
+        needs two distinct finite scores (NaN otherwise)."""
+        w = np.asarray(warped, dtype=np.float64)
+        y = np.asarray(scores, dtype=np.float64).reshape(-1)
+        values = y[np.isfinite(y)]
+        if self.kind == "none":
+            return w.copy()
+        if values.size == 0:
+            return np.full(w.shape, np.nan)
+        if self.kind == "standardize":
+            offset = float(np.mean(values))
+            scale = float(np.std(values)) if values.size > 1 else 1.0
+            return w * (scale if scale > 1e-12 * max(1.0, abs(offset)) else 1.0) + offset
+        if np.unique(values).size < 2:
+            return np.full(w.shape, np.nan)
+        order = np.argsort(values)
+        return np.interp(w, normal_scores(values)[order], values[order])
+
     def apply_by_group(self, scores, groups) -> np.ndarray:
         """Warp scores [n] within each group (task) of ``groups`` [n] separately -> [n]."""
         y = np.asarray(scores, dtype=np.float64).reshape(-1)

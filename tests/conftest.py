@@ -45,3 +45,16 @@ def _run_until_killed(argv, count_done, rng, *, env=None, finish_timeout=600.0):
         process.send_signal(signal.SIGKILL)
     process.wait(30)
     return process
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray instance per test process, shared by every test that needs Ray (starting one
+    takes 10-30 s); the tests that use it share an xdist group, so one process runs them all."""
+    ray = pytest.importorskip("ray")
+    from metabo.runtime import one_blas_thread_env
+
+    env_vars = {"JAX_ENABLE_X64": "1", "METABO_JAX_CACHE": "off", **one_blas_thread_env()}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env_vars})
+    yield ray
+    ray.shutdown()

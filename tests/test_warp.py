@@ -71,3 +71,24 @@ def test_serialization_and_errors():
     with pytest.raises(ValueError, match="output warp"):
         OutputWarp.from_dict({"kind": "quantile", "extra": 1})
     assert normal_scores(np.zeros(0)).shape == (0,)
+
+
+def test_inverse_undoes_each_warp_on_the_tasks_own_scores():
+    rng = np.random.default_rng(3)
+    scores = np.concatenate([rng.normal(2.0, 3.0, 40), [np.nan, np.nan]])
+    finite = scores[np.isfinite(scores)]
+    for kind in WARPS:
+        warp = OutputWarp(kind)
+        np.testing.assert_allclose(warp.inverse(warp(finite), scores), finite, rtol=1e-12, atol=1e-12)
+    # standardize is affine everywhere, also beyond the data
+    np.testing.assert_allclose(OutputWarp("standardize").inverse(np.array([5.0]), scores), [np.mean(finite) + 5 * np.std(finite)])
+    # quantile interpolates linearly between knots and clips outside them
+    quantile = OutputWarp("quantile")
+    knots = quantile(finite)
+    order = np.argsort(finite)
+    mid = 0.5 * (knots[order[10]] + knots[order[11]])
+    np.testing.assert_allclose(quantile.inverse(np.array([mid]), scores), [0.5 * (finite[order[10]] + finite[order[11]])])
+    np.testing.assert_allclose(quantile.inverse(np.array([-50.0, 50.0]), scores), [finite.min(), finite.max()])
+    # not invertible from fewer than two distinct scores
+    assert np.all(np.isnan(quantile.inverse(np.array([0.0]), np.array([1.0, 1.0, np.nan]))))
+    assert np.all(np.isnan(OutputWarp("standardize").inverse(np.array([0.0]), np.array([np.nan]))))

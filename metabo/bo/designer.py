@@ -187,6 +187,7 @@ class Designer:
         self.excluded = (
             np.zeros((0, d)) if excluded is None else np.asarray(excluded, dtype=np.float64).reshape(-1, d)
         )
+        self._last_model = None  # (model, params) of the next suggestion, chosen on this history
 
     @property
     def issued(self) -> int:
@@ -296,6 +297,7 @@ class Designer:
         key_fit, key_suggest = self._keys(self.issued)
         x_model, y_model = self.model_scores()
         model, params = self._model(x_model, y_model, key_fit)
+        self._last_model = (model, params)
         step = len(self.x)
         y_fit = y_model  # the real (warped) scores, before any fantasy
 
@@ -349,6 +351,27 @@ class Designer:
             if not thompson and i + 1 < count:  # Thompson batches use independent draws instead
                 x_model, y_model = add_fantasies(x_model, y_model, point[None])
         return chosen
+
+    @float64
+    def predict(self, points) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of the warped score at unit-cube points [m, d]
+        -> ([m], [m]), from the told trials only (no fantasies), under the model the last
+        suggestion used (the prior, or the task's own GP where the guard fell back)."""
+        points = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        from metabo.bo import engine
+
+        x_model, y_model = self.model_scores()
+        last = self._last_model
+        if last is None:
+            if self.prior is None and len(y_model) < 2:
+                raise ValueError("without a prior, predictions need two successful trials")
+            last = self._model(x_model, y_model, self._keys(self.issued)[0])
+        return engine.posterior(*last, x_model, y_model, points)
+
+    def predict_scores(self, points) -> np.ndarray:
+        """``predict``'s mean in the task's score units (the warp inverted on its told scores;
+        NaN where it cannot be, e.g. a quantile warp with fewer than two distinct scores) -> [m]."""
+        return self.warp.inverse(self.predict(points)[0], self.scores)
 
     def _model(self, x, y, key):
         """(model, params) of the GP to condition on (x, y)."""

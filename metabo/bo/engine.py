@@ -112,9 +112,10 @@ def _finite_thompson(model, params, x, y, mask, candidates, key, adaptive):
 
 
 @functools.partial(jax.jit, static_argnames=("model", "adaptive"))
-def _posterior_mean(model, params, x, y, mask, xq, adaptive):
+def _posterior(model, params, x, y, mask, xq, adaptive):
     state = _conditioned(model, params, x, y, mask, adaptive)
-    return _predict(model, params, state, _chol_inverse(state), xq)[0], state.jitter, _ok(state)
+    mean, var = _predict(model, params, state, _chol_inverse(state), xq)
+    return (mean, jnp.sqrt(jnp.maximum(var, 0.0))), state.jitter, _ok(state)
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -141,11 +142,17 @@ def _key(key):
     return key
 
 
+def posterior(model: GPModel, params: GPParams, x_obs, y_obs, xq) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and standard deviation of f at xq: [m, d] given observations x_obs: [n, d],
+    y_obs: [n] -> ([m], [m])."""
+    x, y = _observations(x_obs, y_obs, np.shape(xq)[-1])
+    ((mean, std),) = _call(_posterior, model, params, *_padded(x, y), jnp.asarray(xq, dtype=jnp.float64))
+    return np.asarray(mean), np.asarray(std)
+
+
 def posterior_mean(model: GPModel, params: GPParams, x_obs, y_obs, xq) -> np.ndarray:
     """Posterior mean at xq: [m, d] given observations x_obs: [n, d], y_obs: [n] -> [m]."""
-    x, y = _observations(x_obs, y_obs, np.shape(xq)[-1])
-    (mean,) = _call(_posterior_mean, model, params, *_padded(x, y), jnp.asarray(xq, dtype=jnp.float64))
-    return np.asarray(mean)
+    return posterior(model, params, x_obs, y_obs, xq)[0]
 
 
 # ---- finite candidate sets ----------------------------------------------------------------
@@ -387,6 +394,7 @@ __all__ = [
     "ACQUISITIONS",
     "Acquisition",
     "AllObservedError",
+    "posterior",
     "posterior_mean",
     "score_candidates",
     "suggest_finite",

@@ -155,6 +155,18 @@ class PretrainedGPSampler(BaseSampler):
         self._cache: dict[tuple[str, int], dict[str, float]] = {}  # (study name, trial number) -> config
         self._lock = threading.Lock()
 
+    # Picklable (Ray Tune checkpoints its searcher, joblib ships samplers): the lock and the
+    # per-trial cache are process-local.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_lock")
+        state["_cache"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # ---- names ----------------------------------------------------------------------------
     def _prior_name(self, optuna_name: str) -> str | None:
         name = self.mapping.get(optuna_name, optuna_name)
@@ -324,7 +336,26 @@ class PretrainedGPSampler(BaseSampler):
         # Claim the point before handing it out: later suggestions wait for it and avoid it.
         claimed = self.space.to_unit(np.asarray([[float(config[name]) for name in self.space.names]]))[0]
         study._storage.set_trial_system_attr(trial._trial_id, CLAIM_KEY, [float(v) for v in claimed])
+        for key, value in self._prediction(designer, claimed).items():
+            study._storage.set_trial_user_attr(trial._trial_id, key, value)
         return config
+
+    def _prediction(self, designer, point) -> dict[str, Any]:
+        """What the model expected of the suggested point, as user attributes (shown next to the
+        observed value by optuna-dashboard): the objective's posterior median and a 68% interval
+        (mean +- one standard deviation of the warped score, mapped back through the task's warp;
+        None where it cannot be, e.g. before two distinct results), and which model it used."""
+        mean, std = designer.predict(point[None])
+        warped = np.asarray([mean[0], mean[0] - std[0], mean[0] + std[0]])
+        with np.errstate(all="ignore"):
+            values = self.space.objective.from_score(designer.warp.inverse(warped, designer.scores))
+        check = designer.transfer
+        attrs: dict[str, Any] = {
+            "metabo:predicted_value": float(values[0]) if np.isfinite(values[0]) else None,
+            "metabo:predicted_interval": sorted(float(v) for v in values[1:]) if np.all(np.isfinite(values)) else None,
+            "metabo:model": check.describe() if check is not None else "prior",
+        }
+        return attrs
 
     def _wait_for_earlier_claims(self, study, number: int) -> None:
         """Block until every running trial numbered below ``number`` that started less than

@@ -277,14 +277,10 @@ def test_ray_engine_without_ray_is_a_clear_error(gp_log, tmp_path, monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore:os.fork")  # Ray starts its processes with fork
-def test_ray_engine_matches_local(gp_log, tmp_path):
-    ray = pytest.importorskip("ray")
+@pytest.mark.xdist_group("ray")
+def test_ray_engine_matches_local(gp_log, tmp_path, local_ray):
     config = BenchmarkConfig(methods=("random",), budget=4, seeds=1, tasks=tuple(gp_log.tasks[:2]), reference=None)
-    ray.init(num_cpus=1, include_dashboard=False)
-    try:
-        remote = run_benchmark(gp_log, config, tmp_path / "ray", engine="ray", report=False)
-    finally:
-        ray.shutdown()
+    remote = run_benchmark(gp_log, config, tmp_path / "ray", engine="ray", report=False)
     local = run_benchmark(gp_log, config, tmp_path / "local", workers=1, report=False)
     key = ["method", "task", "seed", "step"]
     pd.testing.assert_frame_equal(

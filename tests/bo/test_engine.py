@@ -84,6 +84,16 @@ def test_finite_ei_and_gp_ucb_match_numpy_scipy():
     )
 
 
+def test_posterior_mean_and_std_match_numpy_scipy():
+    model, params = prior()
+    x, y, candidates = data(9)
+    mean, std = engine.posterior(model, params, x, y, candidates)
+    expected_mean, expected_std = numpy_posterior(x, y, candidates)
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(std, expected_std, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(engine.posterior_mean(model, params, x, y, candidates), expected_mean, rtol=1e-9, atol=1e-12)
+
+
 def test_no_observations_use_the_best_prior_mean_as_incumbent():
     model, params = prior()
     _, _, candidates = data(0)

@@ -124,13 +124,9 @@ def test_local_processes_match_in_process(collected, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # ray.init starts its processes by fork+exec
-def test_ray_engine(collected, tmp_path):
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        report = collect(PLAN, tmp_path, engine="ray", progress=False)
-    finally:
-        ray.shutdown()
+@pytest.mark.xdist_group("ray")
+def test_ray_engine(collected, tmp_path, local_ray):
+    report = collect(PLAN, tmp_path, engine="ray", progress=False)
     assert report.shards_run == 3
     pd.testing.assert_frame_equal(comparable(load_results(tmp_path)), comparable(collected[2]))
 

@@ -222,3 +222,32 @@ def test_really_pretrained_prior_beats_random_search():
         ours.append(study.best_value)
         random.append(baseline.best_value)
     assert np.mean(ours) > np.mean(random)
+
+
+def test_each_trial_records_the_prior_prediction_for_it(prior):
+    """The user attributes optuna-dashboard shows: the posterior at the suggested point given the
+    trials told before it, checked against an independent numpy GP (the prior has no output
+    warp, so score = -loss exactly)."""
+    study = optuna.create_study(direction="minimize", sampler=PretrainedGPSampler(prior, seed=0))
+    study.optimize(_objective(_task(5)), n_trials=6)
+    hyper = prior.model.hyper(prior.params)
+    noise = float(hyper.noise)
+    for k, trial in enumerate(study.trials):
+        attrs = trial.user_attrs
+        assert attrs["metabo:model"] == "prior"
+        y = -np.asarray([t.value for t in study.trials[:k]])
+        xq = SPACE.to_unit(np.asarray([[trial.params[n] for n in SPACE.names]]))
+        mean_q = xq @ WEIGHTS
+        if k:
+            x = SPACE.to_unit(np.asarray([[t.params[n] for n in SPACE.names] for t in study.trials[:k]]))
+            gram = _matern52(x, x) + noise * np.eye(k)
+            cross = _matern52(xq, x)
+            mean_q = mean_q + cross @ np.linalg.solve(gram, y - x @ WEIGHTS)
+            var_q = 0.25 - np.sum(cross * np.linalg.solve(gram, cross.T).T, axis=1)
+        else:
+            var_q = np.array([0.25])
+        assert attrs["metabo:predicted_value"] == pytest.approx(-mean_q[0], rel=1e-6, abs=1e-9)
+        low, high = attrs["metabo:predicted_interval"]
+        std_q = np.sqrt(var_q[0])
+        assert low == pytest.approx(-mean_q[0] - std_q, rel=1e-6, abs=1e-9)
+        assert high == pytest.approx(-mean_q[0] + std_q, rel=1e-6, abs=1e-9)
