@@ -19,6 +19,7 @@ COMMANDS = (
     "demo",
     "pretrain",
     "suggest",
+    "run",
     "collect",
     "benchmark",
     "reproduce",

@@ -51,7 +51,9 @@ def run(args) -> int:
         raise UserError(f"cannot load the space {args.space!r}: {err}") from err
 
     history, history_rows = _read_history(args.history, space) if args.history else (None, None)
-    prior = _load_prior(args.prior) if args.prior else None
+    from metabo.commands.common import load_prior
+
+    prior = load_prior(args.prior) if args.prior else None
 
     from metabo.bo.optimizer import Optimizer, TellError
 
@@ -211,19 +213,6 @@ def _from_optuna_export(raw, space, path):
 
 def _some_valid_value(space) -> float:
     return 0.5 if space.objective.transform == "neg_log" else 0.0
-
-
-def _load_prior(path):
-    from metabo.commands.common import UserError
-
-    try:
-        from metabo.pretrain.prior import Prior
-    except ImportError as err:
-        raise UserError(f"cannot load priors: metabo.pretrain is not available ({err})") from err
-    try:
-        return Prior.load(path)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load the prior {path!r}: {err}") from err
 
 
 def _warn_border(optimizer, space) -> None:

@@ -92,7 +92,10 @@ class PretrainedGPSampler(BaseSampler):
     """An Optuna sampler that runs BO with a pre-trained GP prior (see the module docs).
 
     Args:
-      prior: a ``metabo.Prior`` (or any object with ``model``, ``params`` and ``space``).
+      prior: a ``metabo.Prior`` (or any object with ``model``, ``params`` and ``space``); None
+        with ``space``: BO without a prior (quasi-random first points, then a single-task GP
+        fitted at each step), the same core ``metabo.Optimizer`` runs without one.
+      space: a ``metabo.space.Space``, only when ``prior`` is None.
       seed: all randomness of the sampler derives from it.
       acquisition: a name (``"ei"``, ``"pi"``, ``"ucb"``, ``"gp-ucb"``, ``"ts"``) or a
         ``metabo.bo.engine.Acquisition``.
@@ -112,6 +115,7 @@ class PretrainedGPSampler(BaseSampler):
         self,
         prior,
         *,
+        space=None,
         seed: int = 0,
         acquisition="ei",
         mapping: Mapping[str, str] | None = None,
@@ -123,11 +127,18 @@ class PretrainedGPSampler(BaseSampler):
     ):
         from metabo.bo.config import Acquisition
 
-        for attribute in ("model", "params", "space"):
-            if not hasattr(prior, attribute):
-                raise TypeError(f"prior must have model, params and space (a metabo.Prior); it has no {attribute!r}")
+        if prior is None:
+            if space is None:
+                raise TypeError("give a prior, or space=... for BO without one (a single-task GP)")
+            self.space = space
+        else:
+            for attribute in ("model", "params", "space"):
+                if not hasattr(prior, attribute):
+                    raise TypeError(f"prior must have model, params and space (a metabo.Prior); it has no {attribute!r}")
+            if space is not None and space != prior.space:
+                raise ValueError("space must be the prior's own space (or left out)")
+            self.space = prior.space
         self.prior = prior
-        self.space = prior.space
         self.seed = int(seed)
         self.acquisition = Acquisition.parse(acquisition)
         self.mapping = dict(mapping or {})
@@ -179,7 +190,7 @@ class PretrainedGPSampler(BaseSampler):
 
     # ---- BaseSampler ----------------------------------------------------------------------
     def infer_relative_search_space(self, study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        self._check_study(study)
+        self.check_study(study)
         space = IntersectionSearchSpace().calculate(study)
         for name, distribution in space.items():
             if isinstance(distribution, CategoricalDistribution):
@@ -219,7 +230,7 @@ class PretrainedGPSampler(BaseSampler):
         with self._lock:
             config = self._cache.get(key)
         if config is None:
-            self._check_study(study)
+            self.check_study(study)
             distributions = self._latest_distributions(study)
             distributions[prior_name] = param_distribution
             config = self._suggest(study, trial, distributions)
@@ -235,7 +246,7 @@ class PretrainedGPSampler(BaseSampler):
         self.independent_sampler.reseed_rng()
 
     # ---- checks ---------------------------------------------------------------------------
-    def _check_study(self, study) -> None:
+    def check_study(self, study) -> None:
         if len(study.directions) != 1:
             raise IncompatibleStudyError("PretrainedGPSampler supports single-objective studies only")
         direction = "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
@@ -345,7 +356,10 @@ class PretrainedGPSampler(BaseSampler):
         observed value by optuna-dashboard): the objective's posterior median and a 68% interval
         (mean +- one standard deviation of the warped score, mapped back through the task's warp;
         None where it cannot be, e.g. before two distinct results), and which model it used."""
-        mean, std = designer.predict(point[None])
+        try:
+            mean, std = designer.predict(point[None])
+        except ValueError:  # no prior and too few results for a model yet
+            return {"metabo:predicted_value": None, "metabo:predicted_interval": None, "metabo:model": "initial design"}
         warped = np.asarray([mean[0], mean[0] - std[0], mean[0] + std[0]])
         with np.errstate(all="ignore"):
             values = self.space.objective.from_score(designer.warp.inverse(warped, designer.scores))
@@ -353,7 +367,7 @@ class PretrainedGPSampler(BaseSampler):
         attrs: dict[str, Any] = {
             "metabo:predicted_value": float(values[0]) if np.isfinite(values[0]) else None,
             "metabo:predicted_interval": sorted(float(v) for v in values[1:]) if np.all(np.isfinite(values)) else None,
-            "metabo:model": check.describe() if check is not None else "prior",
+            "metabo:model": check.describe() if check is not None else "prior" if self.prior is not None else "single-task GP",
         }
         return attrs
 
