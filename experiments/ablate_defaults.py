@@ -18,6 +18,16 @@ the one with the lowest score on the tuning half (mean over budgets 5, 10, 25 an
 ties go to the earlier variant in ``VARIANTS`` (``base`` first). The table is also written to
 ``OUT/table.md`` and the numbers to ``OUT/results.json``. Results are in
 ``experiments/ABLATIONS.md``.
+
+Other data and budgets (the pd1_scale sweep of ``experiments/ABLATIONS.md``):
+
+    python experiments/ablate_defaults.py --data data/pd1_scale/pd1_scale.parquet \
+        --space data/pd1_scale/pd1_scale_space.json --budget 100 --budgets 1,10,25,50,100 \
+        --targets tuning --variants base,transfer_guard,...
+
+``--budgets``: the budgets reported (the score averages all but the first); ``--targets
+tuning``: only the tuning half are targets (training still uses every other task), and only
+that half is reported.
 """
 
 from __future__ import annotations
@@ -51,6 +61,14 @@ VARIANTS: list[tuple[str, dict]] = [
     ("batch_size=null", {"batch_size": None}),
     ("kernel=matern32", {"kernel": "matern32"}),
     ("learning_rate=0.01", {"learning_rate": 0.01}),
+    # Issue 15 (pd1_scale): the core's negative-transfer guard, pre-training length and batch,
+    # the acquisition at the first steps.
+    ("transfer_guard", {"transfer_guard": True}),
+    ("transfer_guard+margin=1", {"transfer_guard": True, "guard_margin": 1.0}),
+    ("batch_size=256", {"batch_size": 256}),
+    ("acquisition=ucb", {"acquisition": "ucb"}),
+    ("mean_hidden=64x64", {"mean_hidden": [64, 64]}),
+    ("kernel=matern52", {"kernel": "matern52"}),
 ]
 
 
@@ -88,6 +106,8 @@ def run_variant(name, options, part, data, args) -> Path:
         "--out",
         str(out),
     ]
+    if args.tasks:
+        cmd += ["--tasks", ",".join(args.tasks)]
     for key, value in options.items():
         cmd += ["--option", f"hyperbo.{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     if (out / "summary.json").exists() and (out / "results.parquet").exists():
@@ -100,15 +120,17 @@ def run_variant(name, options, part, data, args) -> Path:
     return out
 
 
-def regrets(out: Path) -> pd.DataFrame:
+def regrets(out: Path, budgets=BUDGETS) -> pd.DataFrame:
     """[method, task, step] -> normalized regret after `step` evaluations (mean over seeds)."""
     df = pd.read_parquet(out / "results.parquet")
-    df = df[df["step"].isin(BUDGETS)]
+    df = df[df["step"].isin(budgets)]
     return df.groupby(["method", "task", "step"])["normalized_regret"].mean()
 
 
-def table(results: dict, tuning: list[str], other: list[str]) -> tuple[str, dict]:
-    subsets = {"tuning": tuning, "other": other, "all": sorted(tuning + other)}
+def table(
+    results: dict, tuning: list[str], other: list[str], budgets=BUDGETS, score_budgets=SCORE_BUDGETS
+) -> tuple[str, dict]:
+    subsets = {"tuning": tuning, "other": other, "all": sorted(tuning + other)} if other else {"tuning": tuning}
     rows, numbers = [], {}
     names = list(results)
     for name in names:
@@ -118,33 +140,33 @@ def table(results: dict, tuning: list[str], other: list[str]) -> tuple[str, dict
             for part in PARTS:
                 r = results[name][part]
                 method = "random" if name == "random" else "hyperbo"
-                entry[part] = {b: float(r.loc[method].loc[tasks].xs(b, level="step").mean()) for b in BUDGETS}
-            entry["score"] = sum(entry[p][b] for p in PARTS for b in SCORE_BUDGETS) / (
-                len(PARTS) * len(SCORE_BUDGETS)
+                entry[part] = {b: float(r.loc[method].loc[tasks].xs(b, level="step").mean()) for b in budgets}
+            entry["score"] = sum(entry[p][b] for p in PARTS for b in score_budgets) / (
+                len(PARTS) * len(score_budgets)
             )
             numbers[name][subset] = entry
     header = (
         "| variant | tasks | "
-        + " | ".join(f"{p[0].upper()}@{b}" for p in PARTS for b in BUDGETS)
+        + " | ".join(f"{p[0].upper()}@{b}" for p in PARTS for b in budgets)
         + " | score |\n"
-        "| --- | --- | " + " | ".join("---:" for _ in PARTS for _ in BUDGETS) + " | ---: |"
+        "| --- | --- | " + " | ".join("---:" for _ in PARTS for _ in budgets) + " | ---: |"
     )
     rows.append(header)
     for subset in subsets:
         for name in names:
             e = numbers[name][subset]
-            cells = " | ".join(f"{e[p][b]:.4f}" for p in PARTS for b in BUDGETS)
+            cells = " | ".join(f"{e[p][b]:.4f}" for p in PARTS for b in budgets)
             rows.append(f"| {name} | {subset} | {cells} | {e['score']:.4f} |")
     return "\n".join(rows), numbers
 
 
-def versus_base(results: dict) -> str:
-    """Per-(task, part, budget in SCORE_BUDGETS) wins / ties / losses of each variant against base
-    on all tasks (lower regret wins; equal within 1e-12 is a tie)."""
+def versus_base(results: dict, score_budgets=SCORE_BUDGETS) -> str:
+    """Per-(task, part, budget in score_budgets) wins / ties / losses of each variant against base
+    on the tasks run (lower regret wins; equal within 1e-12 is a tie)."""
     if "base" not in results:
         return ""
     lines = [
-        "| variant | wins | ties | losses (vs base, all tasks, b in 5/10/25, both parts) |",
+        f"| variant | wins | ties | losses (vs base, tasks run, b in {'/'.join(map(str, score_budgets))}, both parts) |",
         "| --- | ---: | ---: | ---: |",
     ]
     for name in results:
@@ -154,7 +176,7 @@ def versus_base(results: dict) -> str:
         for part in PARTS:
             variant = results[name][part].loc["hyperbo"]
             base = results["base"][part].loc["hyperbo"]
-            for budget in SCORE_BUDGETS:
+            for budget in score_budgets:
                 diff = variant.xs(budget, level="step") - base.xs(budget, level="step")
                 wins += int((diff < -1e-12).sum())
                 losses += int((diff > 1e-12).sum())
@@ -169,6 +191,17 @@ def main(argv=None) -> int:
     ap.add_argument("--space", type=Path, default=SPACE)
     ap.add_argument("--out", type=Path, default=Path("/tmp/ablate"))
     ap.add_argument("--budget", type=int, default=25)
+    ap.add_argument(
+        "--budgets",
+        default=",".join(map(str, BUDGETS)),
+        help="comma-separated budgets to report; the score averages all but the first",
+    )
+    ap.add_argument(
+        "--targets",
+        choices=("all", "tuning"),
+        default="all",
+        help="target tasks: all, or only the tuning half (the table then reports that half only)",
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument(
         "--variants", default=None, help="comma-separated names (default: all); 'list' prints them"
@@ -191,11 +224,19 @@ def main(argv=None) -> int:
         variants = [(w, known[w]) for w in wanted]
     args.out.mkdir(parents=True, exist_ok=True)
 
+    budgets = tuple(int(b) for b in args.budgets.split(","))
+    score_budgets = budgets[1:]
+    if max(budgets) > args.budget:
+        ap.error(f"--budgets {args.budgets} goes beyond --budget {args.budget}")
     log = pd.read_parquet(args.data)
     tuning, other = split_tasks(log["task"].unique())
+    if args.targets == "tuning":
+        args.tasks, other = tuning, []
+    else:
+        args.tasks = None
     files = {}
     for part in PARTS:
-        files[part] = args.out / "data" / f"pd1_mini_{part}.parquet"
+        files[part] = args.out / "data" / f"{args.data.stem}_{part}.parquet"
         if not files[part].exists():
             files[part].parent.mkdir(parents=True, exist_ok=True)
             log[log["part"] == part].to_parquet(files[part], index=False)
@@ -211,7 +252,7 @@ def main(argv=None) -> int:
                     break
             else:
                 run_variant(name, options, part, files[part], args)
-            outs[part] = regrets(out)
+            outs[part] = regrets(out, budgets)
         if len(outs) == len(PARTS):
             results[name] = outs
     if not results:
@@ -221,7 +262,7 @@ def main(argv=None) -> int:
     first = next(iter(results.values()))
     results["random"] = first
 
-    text, numbers = table(results, tuning, other)
+    text, numbers = table(results, tuning, other, budgets, score_budgets)
     candidates = [n for n in results if n != "random"]
     chosen = min(candidates, key=lambda n: numbers[n]["tuning"]["score"])  # min keeps the first of ties
     print(
@@ -229,10 +270,10 @@ def main(argv=None) -> int:
     )
     print(
         "Mean normalized regret of hyperbo after b evaluations (M = matched, U = unmatched), "
-        f"averaged over tasks; score = mean over b in {SCORE_BUDGETS} and both parts\n"
+        f"averaged over tasks; score = mean over b in {score_budgets} and both parts\n"
     )
     print(text)
-    wtl = versus_base(results)
+    wtl = versus_base(results, score_budgets)
     if wtl:
         print("\n" + wtl)
         text += "\n\n" + wtl
