@@ -41,7 +41,66 @@ def _prior_file(tmp_path: Path) -> Path:
     return path
 
 
-def _storage(kind: str, tmp_path: Path) -> tuple[str, object]:
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL server on loopback, started for these tests (skipped where the
+    server binaries or psycopg2 are missing). -> its SQLAlchemy URL."""
+    import shutil
+    import socket
+
+    pytest.importorskip("psycopg2")
+    binaries = {name: shutil.which(name) for name in ("initdb", "postgres")}
+    if not all(binaries.values()):
+        pytest.skip("no PostgreSQL server binaries (initdb, postgres) on PATH")
+    import tempfile
+
+    # Not under pytest's temporary folder: its parents are private to this user, and as root the
+    # server runs as another one.
+    root = Path(tempfile.mkdtemp(prefix="metabo-postgres-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as the postgres user
+        import pwd
+
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a postgres user")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    data = root / "data"
+    init = subprocess.run(
+        prefix + [binaries["initdb"], "-D", str(data), "-A", "trust", "-U", "metabo", "--no-sync"], capture_output=True, text=True
+    )
+    assert init.returncode == 0, init.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        prefix + [binaries["postgres"], "-D", str(data), "-k", str(root), "-h", "127.0.0.1", "-p", str(port), "-c", "fsync=off"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import psycopg2
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            psycopg2.connect(host="127.0.0.1", port=port, user="metabo", dbname="postgres").close()
+            break
+        except psycopg2.OperationalError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.skip("the PostgreSQL server did not start")
+            time.sleep(0.2)
+    yield f"postgresql+psycopg2://metabo@127.0.0.1:{port}/postgres"
+    server.terminate()
+    server.wait(30)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _storage(kind: str, tmp_path: Path, postgres_url: str | None = None) -> tuple[str, object]:
+    if kind == "postgresql":
+        return postgres_url, optuna.storages.RDBStorage(postgres_url)
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'study.db'}"
         return url, optuna.storages.RDBStorage(url)
@@ -51,15 +110,15 @@ def _storage(kind: str, tmp_path: Path) -> tuple[str, object]:
     return f"journal:{path}", JournalStorage(JournalFileBackend(str(path)))
 
 
-def _run_workers(kind: str, tmp_path: Path, workers: int, trials: int) -> dict:
-    spec, storage = _storage(kind, tmp_path)
-    optuna.create_study(study_name="shared", storage=storage, direction="minimize")
+def _run_workers(kind: str, tmp_path: Path, workers: int, trials: int, postgres_url: str | None = None) -> dict:
+    spec, storage = _storage(kind, tmp_path, postgres_url)
+    optuna.create_study(study_name=f"shared-{trials}", storage=storage, direction="minimize")
     prior = _prior_file(tmp_path)
     marker = tmp_path / "hanging"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
     procs = []
     for i in range(workers):
-        cmd = [sys.executable, str(WORKER), "--storage", spec, "--study", "shared", "--prior", str(prior)]
+        cmd = [sys.executable, str(WORKER), "--storage", spec, "--study", f"shared-{trials}", "--prior", str(prior)]
         cmd += ["--trials", str(trials), "--log", str(tmp_path / f"worker{i}.jsonl"), "--seed", str(i)]
         if i == 0:  # the victim: killed in the middle of its third trial
             cmd += ["--hang-at", "2", "--hang-marker", str(marker)]
@@ -76,7 +135,7 @@ def _run_workers(kind: str, tmp_path: Path, workers: int, trials: int) -> dict:
         _, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
         assert proc.returncode == 0, err
     told = [json.loads(line) for i in range(workers) for line in (tmp_path / f"worker{i}.jsonl").read_text().splitlines()]
-    study = optuna.load_study(study_name="shared", storage=storage)
+    study = optuna.load_study(study_name=f"shared-{trials}", storage=storage)
     return {"told": told, "trials": study.get_trials(deepcopy=False), "hung": hung, "storage": storage}
 
 
@@ -85,14 +144,17 @@ def _run_workers(kind: str, tmp_path: Path, workers: int, trials: int) -> dict:
     [
         ("sqlite", 8),
         ("journal", 8),
+        ("postgresql", 8),
         # The issue's size: 4 processes x 30 trials (about a minute each here).
         pytest.param("sqlite", 30, marks=pytest.mark.slow),
         pytest.param("journal", 30, marks=pytest.mark.slow),
+        pytest.param("postgresql", 30, marks=pytest.mark.slow),
     ],
 )
-def test_workers_get_distinct_configurations_and_lose_no_told_trial(kind, trials, tmp_path):
+def test_workers_get_distinct_configurations_and_lose_no_told_trial(kind, trials, tmp_path, request):
     workers = 4
-    run = _run_workers(kind, tmp_path, workers, trials)
+    postgres_url = request.getfixturevalue("postgres") if kind == "postgresql" else None
+    run = _run_workers(kind, tmp_path, workers, trials, postgres_url)
     by_number = {t.number: t for t in run["trials"]}
 
     # No told trial lost: every trial a worker told is COMPLETE in the storage with its value.
@@ -113,17 +175,17 @@ def test_workers_get_distinct_configurations_and_lose_no_told_trial(kind, trials
         row = np.asarray([[float(t.params[name]) for name in SPACE.names]])
         np.testing.assert_allclose(SPACE.to_unit(row)[0], claim, atol=1e-9)
 
-    # The killed trial: failed by the heartbeat on SQLite (a failure for the sampler from then on);
+    # The killed trial: failed by the heartbeat on the RDBs (a failure for the sampler from then on);
     # the journal storage has no heartbeat, so it stays RUNNING (a pending point).
     # The storage fails it once its heartbeat is older than the grace period (optimize does this
     # before each trial; a worker started now would).
     killed = by_number[run["hung"]]
-    assert killed.state == optuna.trial.TrialState.RUNNING or kind == "sqlite"
-    if kind == "sqlite":
+    assert killed.state == optuna.trial.TrialState.RUNNING or kind != "journal"
+    if kind != "journal":
         time.sleep(2.5)
-        url = f"sqlite:///{tmp_path / 'study.db'}"
+        url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else postgres_url
         study = optuna.load_study(
-            study_name="shared", storage=optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=2)
+            study_name=f"shared-{trials}", storage=optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=2)
         )
         optuna.storages.fail_stale_trials(study)
         assert study.trials[run["hung"]].state == optuna.trial.TrialState.FAIL
