@@ -249,6 +249,20 @@ def _pool(threads: int):
     return _shared(("pool", threads), lambda: ThreadPoolExecutor(threads, thread_name_prefix="metabo-lapack"))
 
 
+# A Ctrl-C (or the CLI's SIGTERM, which raises the same) landing inside a host callback cannot
+# propagate through XLA: it would surface as an opaque INTERNAL error and lose the run. The
+# callback records it and returns NaN instead (the step is then non-finite, so nothing uses its
+# result), and the Python code driving the computation re-raises it between steps.
+_DEFERRED_INTERRUPT = threading.Event()
+
+
+def raise_deferred_interrupt() -> None:
+    """Raise the KeyboardInterrupt a host callback caught, if any (and forget it)."""
+    if _DEFERRED_INTERRUPT.is_set():
+        _DEFERRED_INTERRUPT.clear()
+        raise KeyboardInterrupt
+
+
 def _run_tasks(fn, count: int) -> None:
     """fn(i) for i in range(count), on up to ``lapack_threads()`` threads with one BLAS thread
     each (BLAS threads on top of ours would oversubscribe the cores)."""
@@ -264,8 +278,15 @@ def _run_tasks(fn, count: int) -> None:
         futures = [
             pool.submit(lambda k: [fn(i) for i in range(k, count, workers)], k) for k in range(workers)
         ]
-        for future in futures:
-            future.result()
+        try:
+            for future in futures:
+                future.result()
+        except KeyboardInterrupt:
+            # The threads write into XLA's buffers: let them finish before returning.
+            from concurrent.futures import wait
+
+            wait(futures)
+            raise
 
 
 def blas_single_thread():
@@ -309,7 +330,11 @@ def _host_nll(ctx, out, gram, residual, with_inverse: bool):
     else:
         value_out = np.asarray(out)
         alphas, work = np.empty_like(residuals), np.empty((len(grams), n, n), dtype=gram.dtype)
-    host_nll_batch(grams, residuals, value_out.reshape(-1), alphas, work, with_inverse)
+    try:
+        host_nll_batch(grams, residuals, value_out.reshape(-1), alphas, work, with_inverse)
+    except KeyboardInterrupt:
+        _DEFERRED_INTERRUPT.set()
+        value_out[...] = np.nan
 
 
 def _callback(gram, residual, with_inverse: bool):

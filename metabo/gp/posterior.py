@@ -157,8 +157,10 @@ def with_jitter_fallback(where: str, fn, *args, **static):
     ok)``: first with a plain Cholesky, and only if that failed (``ok`` false) again with
     adaptive jitter, warning (``warn_jitter``) with ``where``. -> the result list."""
     *result, jitter, ok = fn(*args, adaptive=False, **static)
+    lapack.raise_deferred_interrupt()
     if not bool(ok):
         *result, jitter, ok = fn(*args, adaptive=True, **static)
+        lapack.raise_deferred_interrupt()
         warn_jitter(jitter, where)
     return result
 

@@ -123,7 +123,7 @@ class PretrainedGPSampler(BaseSampler):
         candidates=None,
         num_candidates: int = 2048,
         warn_independent_sampling: bool = True,
-        wait_for_peers: float = 30.0,
+        wait_for_peers: float = 120.0,
     ):
         from metabo.bo.config import Acquisition
 
@@ -377,9 +377,10 @@ class PretrainedGPSampler(BaseSampler):
         if self.wait_for_peers <= 0:
             return
         names = self._optuna_names()
+        waited_for: set[int] = set()
         while True:
             now = time.time()
-            waiting = False
+            waiting = expired = None
             for past in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if past.number >= number or CLAIM_KEY in past.system_attrs or NO_CLAIM_KEY in past.system_attrs:
                     continue
@@ -387,10 +388,21 @@ class PretrainedGPSampler(BaseSampler):
                     continue  # parameters set another way (enqueued, or by the user)
                 started = past.datetime_start.timestamp() if past.datetime_start is not None else now
                 if now - started < self.wait_for_peers:
-                    waiting = True
+                    waiting = past.number
                     break
-            if not waiting:
+                if past.number in waited_for:
+                    expired = past.number
+            if expired is not None:
+                warnings.warn(
+                    f"trial {number}: trial {expired} has not claimed its point {self.wait_for_peers:g} s after it "
+                    "started (its worker may have died while sampling); suggesting without it, so the two may coincide "
+                    "(raise wait_for_peers if suggestions take this long)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            if waiting is None:
                 return
+            waited_for.add(waiting)
             time.sleep(POLL_INTERVAL_S)
 
     def _candidates(self, distributions, seed: int) -> np.ndarray:

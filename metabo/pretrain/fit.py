@@ -28,6 +28,7 @@ from jax.flatten_util import ravel_pytree
 
 from metabo.data import MatchedBlock, PaddedTasks
 from metabo.gp.adam import all_finite, skip_nonfinite
+from metabo.gp.lapack import raise_deferred_interrupt
 from metabo.gp.model import GPModel, GPParams
 from metabo.pretrain.objectives import (
     OBJECTIVES,
@@ -408,6 +409,7 @@ def _fit(
                     params, opt_state, data, data_key, step, config=config
                 )
                 loss, ok = jax.device_get((loss, ok))
+                raise_deferred_interrupt()  # a Ctrl-C inside the step's host LAPACK call
                 if i == 0:
                     compile_time = time.perf_counter() - t0
                 losses[i] = loss

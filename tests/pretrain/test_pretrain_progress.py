@@ -76,8 +76,8 @@ def test_sigterm_keeps_the_prior_and_resume_continues(tmp_path):
             break
     time.sleep(0.5)
     process.send_signal(signal.SIGTERM)
-    stdout, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, stdout
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stdout + stderr
     assert "interrupted" in stdout
     stopped = Prior.load(out)
     assert stopped.info["stop_reason"] == "interrupted" and 4 <= stopped.info["steps_run"] < 10000000

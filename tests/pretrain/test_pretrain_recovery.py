@@ -13,6 +13,7 @@ Tolerances are wide for the signal variance because 30 tasks are only 30 draws o
 overall level and amplitude.
 """
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -136,3 +137,37 @@ def test_one_pathological_task_does_not_spoil_pretraining_on_the_rest(kind):
     with_bad = evaluate(prior.model, prior.params, padded)["nll"]
     # Per point, the healthy tasks fit about as well as without the bad task (clean: about 1.1).
     assert np.isfinite(with_bad) and with_bad < clean + 0.1, (clean, with_bad)
+
+
+def test_an_interrupt_inside_the_host_lapack_call_stops_the_fit_cleanly(monkeypatch):
+    """Ctrl-C (or the CLI's SIGTERM) landing inside the step's host LAPACK callback: the fit
+    stops as interrupted with the parameters of the last completed step, instead of dying with
+    XLA's INTERNAL error."""
+    from metabo.gp import lapack
+    from metabo.pretrain.fit import fit
+
+    rng = np.random.default_rng(4)
+    n = lapack.LAPACK_MIN_POINTS + 6  # large enough for the host LAPACK path
+    xs = [rng.random((n, 2)) for _ in range(3)]
+    ys = [np.sin(4 * x[:, 0]) + x[:, 1] for x in xs]
+    padded = pad_arrays(xs, ys)
+    model = GPModel(mean="constant", kernel="matern52")
+    real = lapack.host_nll_batch
+    calls = {"n": 0}
+
+    def interrupted_on_a_later_call(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:  # inside a later step's forward or backward pass
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lapack, "host_nll_batch", interrupted_on_a_later_call)
+    result = fit(model, padded, steps=50, seed=0, progress=False)
+    assert result.stop_reason == "interrupted"
+    assert 1 <= result.best_step < 50 and np.all(np.isfinite(result.losses))
+    monkeypatch.setattr(lapack, "host_nll_batch", real)
+    # The parameters are those after the completed steps: the same as an uninterrupted fit's.
+    short = fit(model, padded, steps=result.best_step, seed=0, progress=False)
+    for got, want in zip(jax.tree_util.tree_leaves(result.params), jax.tree_util.tree_leaves(short.params), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9, atol=1e-12)
+    lapack.raise_deferred_interrupt()  # nothing left over
