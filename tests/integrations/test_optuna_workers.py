@@ -110,12 +110,24 @@ def _storage(kind: str, tmp_path: Path, postgres_url: str | None = None) -> tupl
     return f"journal:{path}", JournalStorage(JournalFileBackend(str(path)))
 
 
-def _run_workers(kind: str, tmp_path: Path, workers: int, trials: int, postgres_url: str | None = None) -> dict:
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory) -> dict:
+    """Environment for worker processes: one persistent JAX compilation cache shared by this
+    module's runs (every worker compiles the same BO steps; later runs read them back)."""
+    folder = tmp_path_factory.mktemp("jax-cache")
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(folder),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+
+
+def _run_workers(kind: str, tmp_path: Path, workers: int, trials: int, postgres_url: str | None = None, env=None) -> dict:
     spec, storage = _storage(kind, tmp_path, postgres_url)
     optuna.create_study(study_name=f"shared-{trials}", storage=storage, direction="minimize")
     prior = _prior_file(tmp_path)
     marker = tmp_path / "hanging"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
     procs = []
     for i in range(workers):
         cmd = [sys.executable, str(WORKER), "--storage", spec, "--study", f"shared-{trials}", "--prior", str(prior)]
@@ -154,10 +166,10 @@ def _run_workers(kind: str, tmp_path: Path, workers: int, trials: int, postgres_
         pytest.param("postgresql", 30, marks=pytest.mark.slow),
     ],
 )
-def test_workers_get_distinct_configurations_and_lose_no_told_trial(kind, trials, tmp_path, request):
+def test_workers_get_distinct_configurations_and_lose_no_told_trial(kind, trials, tmp_path, request, compilation_cache):
     workers = 4
     postgres_url = request.getfixturevalue("postgres") if kind == "postgresql" else None
-    run = _run_workers(kind, tmp_path, workers, trials, postgres_url)
+    run = _run_workers(kind, tmp_path, workers, trials, postgres_url, env=compilation_cache)
     by_number = {t.number: t for t in run["trials"]}
 
     # No told trial lost: every trial a worker told is COMPLETE in the storage with its value.
