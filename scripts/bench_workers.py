@@ -7,7 +7,8 @@ the four PD1 parameters (the suggestion: timed from before ``study.ask()`` until
 parameter is drawn), "train" for ``--train`` seconds (default 0.2), tell. metabo's sampler uses
 a prior pre-trained on the bundled pd1_mini log (``metabo pretrain``, shipped defaults) and, as
 in production, waits for lower-numbered trials' claims (so its latency includes queueing behind
-peers). Reported per sampler: p50 / p99 suggestion latency over all suggestions and over those
+peers), with JAX's persistent compilation cache as every `metabo` command has it (one cold folder
+per sampler, shared by its workers). Reported per sampler: p50 / p99 suggestion latency over all suggestions and over those
 after each worker's first two (JAX compiles per observation bucket in every new process), trials
 per minute (finished trials over the wall time from the first ask to the last tell), and the
 number of distinct configurations.
@@ -34,6 +35,11 @@ SAMPLERS = ("metabo", "tpe")
 
 
 def worker(args) -> None:
+    # As in every `metabo` command (and so `metabo run`): JAX's persistent compilation cache, here
+    # one fresh folder shared by this run's workers (METABO_JAX_CACHE, set by main()).
+    from metabo.runtime import configure_jax
+
+    configure_jax()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -140,6 +146,7 @@ def main(argv=None) -> int:
     load_before = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        os.environ["METABO_JAX_CACHE"] = str(tmp / "jax-cache")  # cold at the start of each sampler's run
         prior = tmp / "prior.npz"
         metabo = [sys.executable, "-m", "metabo"]
         subprocess.run(
@@ -149,6 +156,7 @@ def main(argv=None) -> int:
         )
         results = {}
         for name in SAMPLERS:
+            os.environ["METABO_JAX_CACHE"] = str(tmp / f"jax-cache-{name}")
             print(f"bench_workers: {name} ...", file=sys.stderr, flush=True)
             results[name] = run_sampler(name, args, tmp, prior)
     import optuna

@@ -72,8 +72,10 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 # will not get one (their parameters are not the prior's), so that no worker waits for them.
 CLAIM_KEY = "metabo:claim"
 NO_CLAIM_KEY = "metabo:no_claim"
-# How often a suggestion polls the storage while it waits for lower-numbered trials' claims.
-POLL_INTERVAL_S = 0.02
+# How often a suggestion polls the storage while it waits for lower-numbered trials' claims: from
+# the first interval, doubling up to the last (with many waiting workers, fast polling of an RDB
+# costs more CPU than the suggestions they wait for).
+POLL_INTERVALS_S = (0.01, 0.25)
 
 
 class UnsupportedParameterError(ValueError):
@@ -378,6 +380,7 @@ class PretrainedGPSampler(BaseSampler):
             return
         names = self._optuna_names()
         waited_for: set[int] = set()
+        pause = POLL_INTERVALS_S[0]
         while True:
             now = time.time()
             waiting = expired = None
@@ -403,7 +406,8 @@ class PretrainedGPSampler(BaseSampler):
             if waiting is None:
                 return
             waited_for.add(waiting)
-            time.sleep(POLL_INTERVAL_S)
+            time.sleep(pause)
+            pause = min(2 * pause, POLL_INTERVALS_S[1])
 
     def _candidates(self, distributions, seed: int) -> np.ndarray:
         """[m, d] quasi-random configurations in user units inside the given distributions."""
