@@ -263,6 +263,13 @@ def raise_deferred_interrupt() -> None:
         raise KeyboardInterrupt
 
 
+def interrupted_in_callback(err: BaseException) -> bool:
+    """Whether ``err`` is XLA's wrapping of a KeyboardInterrupt raised inside a host callback
+    outside metabo's own code (JAX's callback wrapper), which no ``except`` of ours can catch."""
+    text = str(err)
+    return "callback" in text and "KeyboardInterrupt" in text
+
+
 def _run_tasks(fn, count: int) -> None:
     """fn(i) for i in range(count), on up to ``lapack_threads()`` threads with one BLAS thread
     each (BLAS threads on top of ours would oversubscribe the cores)."""

@@ -278,6 +278,7 @@ def test_ray_engine_without_ray_is_a_clear_error(gp_log, tmp_path, monkeypatch):
 
 @pytest.mark.filterwarnings("ignore:os.fork")  # Ray starts its processes with fork
 @pytest.mark.xdist_group("ray")
+@pytest.mark.slow  # starts a local Ray (10-30 s)
 def test_ray_engine_matches_local(gp_log, tmp_path, local_ray):
     config = BenchmarkConfig(methods=("random",), budget=4, seeds=1, tasks=tuple(gp_log.tasks[:2]), reference=None)
     remote = run_benchmark(gp_log, config, tmp_path / "ray", engine="ray", report=False)

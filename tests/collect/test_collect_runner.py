@@ -125,6 +125,7 @@ def test_local_processes_match_in_process(collected, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # ray.init starts its processes by fork+exec
 @pytest.mark.xdist_group("ray")
+@pytest.mark.slow  # starts a local Ray (10-30 s)
 def test_ray_engine(collected, tmp_path, local_ray):
     report = collect(PLAN, tmp_path, engine="ray", progress=False)
     assert report.shards_run == 3

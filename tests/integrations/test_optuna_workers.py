@@ -154,20 +154,20 @@ def _run_workers(kind: str, tmp_path: Path, workers: int, trials: int, postgres_
 
 
 @pytest.mark.parametrize(
-    "kind, trials",
+    "kind, workers, trials",
     [
-        ("sqlite", 6),
-        ("journal", 6),
-        # PostgreSQL (a server started for the test), and the size: 4 processes x 30
-        # trials (about a minute each here).
-        pytest.param("postgresql", 6, marks=pytest.mark.slow),
-        pytest.param("sqlite", 30, marks=pytest.mark.slow),
-        pytest.param("journal", 30, marks=pytest.mark.slow),
-        pytest.param("postgresql", 30, marks=pytest.mark.slow),
+        # The default run keeps it light (every worker process compiles the BO steps); the slow
+        # set has every storage, PostgreSQL (a server started for the test) included, at the
+        # issue's size: 4 processes x 30 trials (about a minute each here).
+        ("sqlite", 3, 5),
+        pytest.param("journal", 4, 6, marks=pytest.mark.slow),
+        pytest.param("postgresql", 4, 6, marks=pytest.mark.slow),
+        pytest.param("sqlite", 4, 30, marks=pytest.mark.slow),
+        pytest.param("journal", 4, 30, marks=pytest.mark.slow),
+        pytest.param("postgresql", 4, 30, marks=pytest.mark.slow),
     ],
 )
-def test_workers_get_distinct_configurations_and_lose_no_told_trial(kind, trials, tmp_path, request, compilation_cache):
-    workers = 4
+def test_workers_get_distinct_configurations_and_lose_no_told_trial(kind, workers, trials, tmp_path, request, compilation_cache):
     postgres_url = request.getfixturevalue("postgres") if kind == "postgresql" else None
     run = _run_workers(kind, tmp_path, workers, trials, postgres_url, env=compilation_cache)
     by_number = {t.number: t for t in run["trials"]}

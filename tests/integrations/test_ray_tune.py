@@ -32,6 +32,7 @@ def _prior() -> Prior:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:os.fork")
 @pytest.mark.xdist_group("ray")
+@pytest.mark.slow  # a local Ray and 8 Tune trials: about a minute here
 def test_ray_tune_with_optuna_search_and_the_pretrained_sampler(local_ray, tmp_path):
     import optuna
     from ray import tune

@@ -46,6 +46,8 @@ if trial == int(a.get("--fail-at", -1)):
 if trial == int(a.get("--hang-at", -1)):
     time.sleep(600)
 bad = trial >= int(a.get("--bad-from", 10**9))
+if not bad and "--bad-from" in a:
+    steps, pause = 3, 0.0  # only the lagging runs need to be long enough to be stopped
 for step in range(steps):
     print(json.dumps({"step": step, "loss": loss + 10.0 * bad + (steps - step)}), flush=True)
     time.sleep(pause)
@@ -93,7 +95,7 @@ def test_protocol_parsing():
     assert substitute(["--lr={lr}", "{units}", "x"], {"lr": 0.1 + 0.2, "units": 64}) == ["--lr=0.30000000000000004", "64", "x"]
 
 
-@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+@pytest.mark.parametrize("storage", ["sqlite", pytest.param("journal", marks=pytest.mark.slow)])
 def test_workers_run_the_command_and_the_study_records_every_result(files, tmp_path, storage, capsys):
     prior, script = files
     url = f"sqlite:///{tmp_path / 'tune.db'}" if storage == "sqlite" else f"journal:{tmp_path / 'tune.journal'}"
@@ -212,3 +214,18 @@ def test_bad_invocations_are_one_line_errors(files, tmp_path, capsys):
     # The study exists (the first call created it, minimizing loss): a maximizing space does not fit it.
     assert main(base + ["--space", str(tmp_path / "other.json"), "--", "true", "{x}"]) == 2
     assert "the study minimizes its objective" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # fits a single-task GP at each step: 30 s here
+def test_without_a_prior_the_space_is_searched_by_a_single_task_gp(files, tmp_path):
+    _, script = files
+    space = tmp_path / "space.json"
+    SPACE.save(space)
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    argv = ["run", "--storage", url, "--study", "s", "--trials", "5", "--space", str(space), "--workers", "2"]
+    assert main(argv + ["--workdir", str(tmp_path / "runs"), *command(script)]) == 0
+    trials = load(url).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 5
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 5
+    models = [t.user_attrs["metabo:model"] for t in trials]
+    assert models[0] == "initial design" and set(models) <= {"initial design", "single-task GP"}

@@ -171,3 +171,30 @@ def test_an_interrupt_inside_the_host_lapack_call_stops_the_fit_cleanly(monkeypa
     for got, want in zip(jax.tree_util.tree_leaves(result.params), jax.tree_util.tree_leaves(short.params), strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9, atol=1e-12)
     lapack.raise_deferred_interrupt()  # nothing left over
+
+
+def test_an_interrupt_in_jaxs_own_callback_wrapper_also_stops_the_fit_cleanly(monkeypatch):
+    """The signal can land in JAX's wrapper around the host callback, outside metabo's code: XLA
+    then raises its INTERNAL error with the KeyboardInterrupt's traceback in the message."""
+    from metabo.gp import lapack
+    from metabo.pretrain.fit import fit
+
+    rng = np.random.default_rng(5)
+    n = lapack.LAPACK_MIN_POINTS + 7  # shapes of its own: the step is traced anew
+    xs = [rng.random((n, 2)) for _ in range(2)]
+    padded = pad_arrays(xs, [np.cos(3 * x[:, 0]) for x in xs])
+    model = GPModel(mean="constant", kernel="matern52")
+    real = lapack._host_nll
+    calls = {"n": 0}
+
+    def wrapper_interrupted(*args, **kwargs):  # stands in for JAX's wrapper: no except of ours runs
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lapack, "_host_nll", wrapper_interrupted)
+    result = fit(model, padded, steps=50, seed=0, progress=False)
+    assert result.stop_reason == "interrupted"
+    assert 1 <= result.best_step < 50
+    assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree_util.tree_leaves(result.params))
