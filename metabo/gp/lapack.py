@@ -36,6 +36,7 @@ Three pieces, each with a hand-written reverse-mode rule:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from functools import partial
@@ -252,22 +253,26 @@ def _pool(threads: int):
 # A Ctrl-C (or the CLI's SIGTERM, which raises the same) landing inside a host callback cannot
 # propagate through XLA: it would surface as an opaque INTERNAL error and lose the run. The
 # callback records it and returns NaN instead (the step is then non-finite, so nothing uses its
-# result), and the Python code driving the computation re-raises it between steps.
+# result), and the Python code driving the computation re-raises it (``callback_interrupts``).
 _DEFERRED_INTERRUPT = threading.Event()
 
 
-def raise_deferred_interrupt() -> None:
-    """Raise the KeyboardInterrupt a host callback caught, if any (and forget it)."""
+@contextlib.contextmanager
+def callback_interrupts():
+    """Around code that runs compiled host callbacks (and waits for their results): a
+    KeyboardInterrupt that landed inside one comes out of the block as a KeyboardInterrupt,
+    whether the callback deferred it (inside metabo's code) or XLA wrapped it in its INTERNAL
+    error (inside JAX's callback wrapper, where no ``except`` of ours runs)."""
+    try:
+        yield
+    except Exception as err:
+        if "callback" not in str(err) or "KeyboardInterrupt" not in str(err):
+            raise
+        _DEFERRED_INTERRUPT.clear()
+        raise KeyboardInterrupt from err
     if _DEFERRED_INTERRUPT.is_set():
         _DEFERRED_INTERRUPT.clear()
         raise KeyboardInterrupt
-
-
-def interrupted_in_callback(err: BaseException) -> bool:
-    """Whether ``err`` is XLA's wrapping of a KeyboardInterrupt raised inside a host callback
-    outside metabo's own code (JAX's callback wrapper), which no ``except`` of ours can catch."""
-    text = str(err)
-    return "callback" in text and "KeyboardInterrupt" in text
 
 
 def _run_tasks(fn, count: int) -> None:

@@ -156,12 +156,11 @@ def with_jitter_fallback(where: str, fn, *args, **static):
     """Run a compiled ``fn(*args, adaptive=..., **static)`` that returns ``(*result, jitter,
     ok)``: first with a plain Cholesky, and only if that failed (``ok`` false) again with
     adaptive jitter, warning (``warn_jitter``) with ``where``. -> the result list."""
-    *result, jitter, ok = fn(*args, adaptive=False, **static)
-    lapack.raise_deferred_interrupt()
-    if not bool(ok):
-        *result, jitter, ok = fn(*args, adaptive=True, **static)
-        lapack.raise_deferred_interrupt()
-        warn_jitter(jitter, where)
+    with lapack.callback_interrupts():
+        *result, jitter, ok = fn(*args, adaptive=False, **static)
+        if not bool(ok):
+            *result, jitter, ok = fn(*args, adaptive=True, **static)
+            warn_jitter(jitter, where)
     return result
 
 

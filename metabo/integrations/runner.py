@@ -98,24 +98,11 @@ def substitute(command: Sequence[str], values: dict) -> list[str]:
 def parse_objective(text: str, column: str) -> tuple[float, dict[str, float]] | None:
     """A number, or a JSON object with ``column`` (or ``value``) -> (value, other numeric keys);
     None when the text is neither."""
-    text = text.strip()
     try:
-        parsed = json.loads(text)
+        parsed = json.loads(text.strip())
     except ValueError:
         return None
-    if isinstance(parsed, bool):
-        return None
-    if isinstance(parsed, (int, float)):
-        return float(parsed), {}
-    if not isinstance(parsed, dict):
-        return None
-    key = column if column in parsed else "value" if "value" in parsed else None
-    if key is None or isinstance(parsed[key], bool) or not isinstance(parsed[key], (int, float)):
-        return None
-    extras = {
-        k: float(v) for k, v in parsed.items() if k not in (key, "step") and isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    return float(parsed[key]), extras
+    return _objective_of(parsed, column)
 
 
 def intermediate(text: str, column: str) -> tuple[int, float] | None:
@@ -128,11 +115,26 @@ def intermediate(text: str, column: str) -> tuple[int, float] | None:
         return None
     if not isinstance(parsed, dict) or "step" not in parsed:
         return None
-    found = parse_objective(text, column)
-    step = parsed["step"]
-    if found is None or isinstance(step, bool) or not isinstance(step, (int, float)) or step != int(step):
+    found, step = _objective_of(parsed, column), parsed["step"]
+    if found is None or not _is_number(step) or step != int(step):
         return None
     return int(step), found[0]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _objective_of(parsed, column: str) -> tuple[float, dict[str, float]] | None:
+    if _is_number(parsed):
+        return float(parsed), {}
+    if not isinstance(parsed, dict):
+        return None
+    key = column if column in parsed else "value" if "value" in parsed else None
+    if key is None or not _is_number(parsed[key]):
+        return None
+    extras = {k: float(v) for k, v in parsed.items() if k not in (key, "step") and _is_number(v)}
+    return float(parsed[key]), extras
 
 
 @dataclass
@@ -247,7 +249,7 @@ class Runner:
                     return
                 if self._heartbeat:
                     optuna.storages.fail_stale_trials(self.study)
-                if self._count(FINISHED) + self._count((TrialState.RUNNING,)) >= self.trials:
+                if self._count((*FINISHED, TrialState.RUNNING)) >= self.trials:
                     return
                 with warnings.catch_warnings():  # this loop records the heartbeat itself
                     warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")

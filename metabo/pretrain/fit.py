@@ -28,7 +28,7 @@ from jax.flatten_util import ravel_pytree
 
 from metabo.data import MatchedBlock, PaddedTasks
 from metabo.gp.adam import all_finite, skip_nonfinite
-from metabo.gp.lapack import interrupted_in_callback, raise_deferred_interrupt
+from metabo.gp.lapack import callback_interrupts
 from metabo.gp.model import GPModel, GPParams
 from metabo.pretrain.objectives import (
     OBJECTIVES,
@@ -405,16 +405,11 @@ def _fit(
                             break
                 t0 = time.perf_counter()
                 step = jnp.asarray(i, jnp.int32)
-                try:
+                with callback_interrupts():  # Ctrl-C / SIGTERM inside the host LAPACK call
                     new_params, opt_state, loss, ok = train_step(
                         params, opt_state, data, data_key, step, config=config
                     )
                     loss, ok = jax.device_get((loss, ok))
-                except Exception as err:
-                    if interrupted_in_callback(err):  # Ctrl-C / SIGTERM inside a host callback
-                        raise KeyboardInterrupt from err
-                    raise
-                raise_deferred_interrupt()  # one that the host LAPACK call caught and deferred
                 if i == 0:
                     compile_time = time.perf_counter() - t0
                 losses[i] = loss
