@@ -138,7 +138,7 @@ class TuningLog:
         if failures not in FAILURE_POLICIES:
             raise ValueError(f"failures must be one of {FAILURE_POLICIES}, got {failures!r}")
         frame = self.frame
-        unit = self.space.to_unit(frame[list(self.space.names)].to_numpy())
+        unit = self.space.to_unit(frame)
         scores = self.space.objective.to_score(frame[self.space.objective.column].to_numpy())
         failed = (frame[STATUS_COLUMN].to_numpy() != "ok") | ~np.isfinite(scores)
         out = pd.DataFrame(unit, columns=[f"u{j}" for j in range(self.space.dim)])
@@ -314,6 +314,9 @@ def read_log(source, space: Space | str | os.PathLike, duplicates: str = "error"
     frame[TASK_COLUMN] = tasks.astype(str).to_numpy()
 
     for p in space.parameters:
+        if p.is_categorical:
+            frame[p.name] = _categorical_column(raw, p)
+            continue
         values = _numeric_column(raw, p.name)
         bad = ~np.isfinite(values)
         if bad.any():
@@ -400,6 +403,20 @@ def _resolve_duplicates(frame: pd.DataFrame, space: Space, policy: str) -> pd.Da
     frame = frame.copy()
     frame.loc[ok.index, objective_column] = means
     return frame.drop(index=ok.index[ok.duplicated(key, keep="first")])
+
+
+def _categorical_column(raw: pd.DataFrame, p) -> np.ndarray:
+    """A categorical parameter's column -> its choices (Python values, object array), each
+    value matched to a choice as ``Parameter.index_of`` does."""
+    original = raw[p.name].to_numpy(dtype=object)
+    index = p.index_of(original)
+    bad = ~np.isfinite(index)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise LogValidationError(
+            f"value {_show(original[row])} is not one of the choices {list(p.choices)}", row=row, column=p.name
+        )
+    return np.asarray(p.choice_at(index), dtype=object)
 
 
 def _numeric_column(raw: pd.DataFrame, column: str) -> np.ndarray:

@@ -222,6 +222,8 @@ def _check_transforms(space: Space, transforms: Mapping[str, Transform] | None) 
             raise ImportDataError(
                 f"transform for {target!r}: not a parameter of the space {list(space.names)} or 'objective'"
             )
+        if name in space.names and space[name].is_categorical:
+            raise ImportDataError(f"transform for {target!r}: a categorical parameter takes no transform")
         resolved[name] = _resolve_transform(target, transform)
     return resolved
 
@@ -302,6 +304,18 @@ def _finish(
     clean = pd.DataFrame({TASK_COLUMN: tasks})
     for p in space.parameters:
         raw = frame[p.name]
+        if p.is_categorical:
+            index = p.index_of(raw.to_numpy(dtype=object))
+            missing = raw.isna().to_numpy()
+            flag(missing, lambda i, p=p: f"missing value for {p.name}")
+            flag(
+                ~np.isfinite(index) & ~missing,
+                lambda i, p=p, raw=raw: f"{p.name}={_show(raw.iloc[i])} is not one of the choices {list(p.choices)}",
+                f"{p.name} is not one of the choices {list(p.choices)}",
+                lambda i, p=p, raw=raw: f"{p.name}={_show(raw.iloc[i])}",
+            )
+            clean[p.name] = np.asarray([p.choices[int(k)] if np.isfinite(k) else None for k in index], dtype=object)
+            continue
         source_values, text = _to_numbers(raw)
         flag(
             text,
@@ -585,10 +599,19 @@ def _range_notes(study: str, distributions: Mapping[str, Any], space: Space, map
     """Notes where a study searched a wider range than the space (its trials there are dropped)."""
     notes = []
     for name, dist in distributions.items():
-        low, high = getattr(dist, "low", None), getattr(dist, "high", None)
-        if low is None or high is None:
-            continue
         p = space[name]
+        choices = getattr(dist, "choices", None)
+        if choices is not None and p.is_categorical:
+            unknown = [c for c in choices if not np.isfinite(p.index_of([c])[0])]
+            if unknown:
+                notes.append(
+                    f"study {study!r} offered {name} choice(s) {unknown} that the space does not have; trials with "
+                    "them are dropped"
+                )
+            continue
+        low, high = getattr(dist, "low", None), getattr(dist, "high", None)
+        if low is None or high is None or p.is_categorical:
+            continue
         if low < p.low or high > p.high:
             notes.append(
                 f"study {study!r} searched {name} in [{_fmt(low)}, {_fmt(high)}], wider than the space's "

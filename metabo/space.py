@@ -1,8 +1,10 @@
 """Search spaces: typed parameters, the objective, and maps to and from the unit cube.
 
 The model always works on the unit cube ``[0, 1]^d``: a log-scaled parameter goes through
-``log`` first, then every parameter is scaled linearly to ``[0, 1]``. Objective values are
-turned into *scores* that are always maximized (``Objective.to_score``).
+``log`` first, then every numeric parameter is scaled linearly to ``[0, 1]``; a categorical
+parameter takes one coordinate per choice (one-hot), so ``d = Space.dim`` can exceed the number
+of parameters. Objective values are turned into *scores* that are always maximized
+(``Objective.to_score``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-PARAMETER_TYPES = ("real", "int")
+PARAMETER_TYPES = ("real", "int", "categorical")
+# What a categorical choice may be: JSON scalars, so spaces and logs round-trip through files.
+CHOICE_TYPES = (str, int, float, bool)
 DIRECTIONS = ("minimize", "maximize")
 TRANSFORMS = (None, "neg_log")
 # HyperBO's warp for error rates: y = -log(error + 1e-10), maximized.
@@ -40,9 +44,16 @@ class Parameter:
 
     Attributes:
       name: column name in tuning logs and key in configurations.
-      type: ``"real"`` or ``"int"``.
-      low, high: inclusive bounds in user units, ``low < high``.
-      log: search on a log scale (requires ``low > 0``).
+      type: ``"real"``, ``"int"`` or ``"categorical"``.
+      low, high: inclusive bounds in user units, ``low < high`` (numeric types only).
+      log: search on a log scale (requires ``low > 0``; numeric types only).
+      choices: the values of a categorical parameter (at least two distinct JSON scalars:
+        strings, numbers, booleans), in a fixed order.
+
+    A categorical parameter takes ``len(choices)`` coordinates of the unit cube, one-hot (the
+    GP's kernel then has a lengthscale per choice, and two different choices are equally far
+    apart whatever their order); in a user-units matrix (``Space.as_matrix``) it is the choice's
+    index.
     """
 
     name: str
@@ -50,6 +61,7 @@ class Parameter:
     low: float = 0.0
     high: float = 1.0
     log: bool = False
+    choices: tuple | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -58,6 +70,11 @@ class Parameter:
             raise SpaceError(
                 f"parameter {self.name!r}: unknown type {self.type!r}; expected one of {PARAMETER_TYPES}"
             )
+        if self.type == "categorical":
+            self._check_choices()
+            return
+        if self.choices is not None:
+            raise SpaceError(f"parameter {self.name!r}: choices are for type 'categorical', not {self.type!r}")
         for bound in ("low", "high"):
             value = getattr(self, bound)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -73,21 +90,102 @@ class Parameter:
             raise SpaceError(f"parameter {self.name!r}: int bounds must be whole numbers")
         object.__setattr__(self, "log", bool(self.log))
 
+    def _check_choices(self) -> None:
+        choices = self.choices
+        if isinstance(choices, (str, bytes)) or not isinstance(choices, Iterable):
+            raise SpaceError(f"parameter {self.name!r}: categorical needs a list of choices, got {_show(choices)}")
+        choices = tuple(c.item() if isinstance(c, np.generic) else c for c in choices)
+        for c in choices:
+            if not isinstance(c, CHOICE_TYPES) or (isinstance(c, float) and not math.isfinite(c)):
+                raise SpaceError(
+                    f"parameter {self.name!r}: choice {_show(c)} must be a string, a finite number or a boolean"
+                )
+        if len(choices) < 2:
+            raise SpaceError(f"parameter {self.name!r}: categorical needs at least two choices, got {list(choices)}")
+        keys = [_choice_key(c) for c in choices]
+        repeated = sorted({repr(c) for c, k in zip(choices, keys, strict=True) if keys.count(k) > 1})
+        if repeated:
+            raise SpaceError(f"parameter {self.name!r}: repeated choice(s) {', '.join(repeated)}")
+        if self.log:
+            raise SpaceError(f"parameter {self.name!r}: a categorical parameter has no log scale")
+        object.__setattr__(self, "choices", choices)
+        # Index bounds, so code that asks a parameter for its range gets the choices' indices.
+        object.__setattr__(self, "low", 0.0)
+        object.__setattr__(self, "high", float(len(choices) - 1))
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.type == "categorical"
+
+    @property
+    def width(self) -> int:
+        """Unit-cube coordinates this parameter takes: one, or one per choice."""
+        return len(self.choices) if self.is_categorical else 1
+
+    @property
+    def unit_names(self) -> tuple[str, ...]:
+        """Names of this parameter's unit-cube coordinates (``name`` or ``name=choice``)."""
+        if self.is_categorical:
+            return tuple(f"{self.name}={c}" for c in self.choices)
+        return (self.name,)
+
+    def index_of(self, values) -> np.ndarray:
+        """Choice values [n] -> their indices [n] (float; NaN where a value is not a choice).
+
+        Numbers match numerically (``32`` and ``32.0`` are the same choice: logs read from CSV
+        give floats); strings match exactly after stripping surrounding spaces.
+        """
+        lookup = {_choice_key(c): float(i) for i, c in enumerate(self.choices)}
+        flat = np.asarray(values, dtype=object).reshape(-1)
+        return np.array([lookup.get(_choice_key(v), np.nan) for v in flat], dtype=np.float64)
+
+    def choice_at(self, indices) -> list:
+        """Indices [n] -> the choices (Python values)."""
+        return [self.choices[int(i)] for i in np.asarray(indices, dtype=np.float64).reshape(-1)]
+
+    def config_value(self, value: float):
+        """One user-units entry as a configuration value: an int, a float or the choice."""
+        if self.is_categorical:
+            return self.choices[int(round(float(value)))]
+        return int(round(float(value))) if self.type == "int" else float(value)
+
+    def user_units(self, value) -> float:
+        """A configuration value -> its user-units entry (a categorical's choice -> its index,
+        NaN when it is not a choice; numbers as floats)."""
+        if self.is_categorical:
+            return float(self.index_of([value])[0])
+        return float(value)
+
     def _warped_bounds(self) -> tuple[float, float]:
         if self.log:
             return math.log(self.low), math.log(self.high)
         return self.low, self.high
 
     def to_unit(self, values: np.ndarray) -> np.ndarray:
-        """values: [n] in user units -> [n] in [0, 1]."""
+        """values: [n] in user units -> [n] in [0, 1] (numeric parameters; see ``unit_block``)."""
+        if self.is_categorical:
+            raise SpaceError(f"parameter {self.name!r} is categorical: its unit-cube form is unit_block(indices)")
         values = np.asarray(values, dtype=np.float64)
         lo, hi = self._warped_bounds()
         warped = np.log(values) if self.log else values
         return (warped - lo) / (hi - lo)
 
+    def unit_block(self, values: np.ndarray) -> np.ndarray:
+        """values: [n] in user units (a categorical's indices) -> [n, width] unit-cube
+        coordinates (a categorical's one-hot)."""
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if self.is_categorical:
+            index = np.clip(np.round(values), 0, len(self.choices) - 1).astype(int)
+            return np.eye(len(self.choices))[index]
+        return self.to_unit(values)[:, None]
+
     def from_unit(self, unit: np.ndarray) -> np.ndarray:
-        """unit: [n] in [0, 1] (clipped) -> [n] in user units; ints are rounded."""
+        """unit: [n, width] (or [n] for a numeric parameter) in [0, 1] (clipped) -> [n] in user
+        units; ints are rounded, a categorical takes the choice of its largest coordinate."""
         unit = np.clip(np.asarray(unit, dtype=np.float64), 0.0, 1.0)
+        if self.is_categorical:
+            return np.argmax(unit.reshape(-1, self.width), axis=1).astype(np.float64)
+        unit = unit.reshape(-1)
         lo, hi = self._warped_bounds()
         warped = lo + unit * (hi - lo)
         values = np.exp(warped) if self.log else warped
@@ -98,19 +196,41 @@ class Parameter:
         return values
 
     def contains(self, values: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
-        """values: [n] -> [n] bool, inside [low, high] up to a relative tolerance."""
+        """values: [n] user units (a categorical's indices) -> [n] bool, inside [low, high] up to
+        a relative tolerance."""
         values = np.asarray(values, dtype=np.float64)
         slack = rtol * max(abs(self.low), abs(self.high), 1.0)
         inside = (values >= self.low - slack) & (values <= self.high + slack)
         if self.log:
             # The slack can exceed a tiny positive ``low``; a value with no log is never inside.
             inside &= values > 0
-        if self.type == "int":
+        if self.type in ("int", "categorical"):
             inside &= np.abs(values - np.round(values)) <= 1e-9
         return inside
 
+    def describe_range(self) -> str:
+        """The allowed values, for messages: ``[low, high]`` or the list of choices."""
+        if self.is_categorical:
+            return f"one of {list(self.choices)}"
+        return f"[{self.low}, {self.high}]" + (" and an integer" if self.type == "int" else "")
+
     def to_dict(self) -> dict[str, Any]:
+        if self.is_categorical:
+            return {"name": self.name, "type": self.type, "choices": list(self.choices)}
         return {"name": self.name, "type": self.type, "low": self.low, "high": self.high, "log": self.log}
+
+
+def _choice_key(value) -> tuple:
+    """A key under which equal choices match: numbers by value (bools apart), strings stripped."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("number", float(value))
+    if isinstance(value, str):
+        return ("str", value.strip())
+    return ("other", repr(value))
 
 
 @dataclass(frozen=True)
@@ -157,7 +277,12 @@ class Objective:
 
 @dataclass(frozen=True)
 class Space:
-    """An ordered set of parameters and the objective."""
+    """An ordered set of parameters and the objective.
+
+    Two matrix forms: *user units* ``[n, p]`` (one column per parameter, a categorical's choice
+    index) and the *unit cube* ``[n, dim]`` the model works on (a categorical one-hot, so
+    ``dim >= p``; ``unit_names`` names its columns).
+    """
 
     parameters: tuple[Parameter, ...]
     objective: Objective = field(default_factory=Objective)
@@ -179,11 +304,26 @@ class Space:
 
     @property
     def dim(self) -> int:
+        """Width of the unit cube the model works on (a categorical counts once per choice)."""
+        return sum(p.width for p in self.parameters)
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of parameters (columns of a user-units matrix)."""
         return len(self.parameters)
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.parameters)
+
+    @property
+    def unit_names(self) -> tuple[str, ...]:
+        """Names of the unit cube's ``dim`` columns (``name``, or ``name=choice`` per choice)."""
+        return tuple(n for p in self.parameters for n in p.unit_names)
+
+    @property
+    def has_categorical(self) -> bool:
+        return any(p.is_categorical for p in self.parameters)
 
     def __getitem__(self, name: str) -> Parameter:
         for p in self.parameters:
@@ -191,52 +331,57 @@ class Space:
                 return p
         raise KeyError(name)
 
+    def _unit_slices(self) -> list[slice]:
+        starts = np.cumsum([0] + [p.width for p in self.parameters])
+        return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+
     # ---- unit cube maps -------------------------------------------------------------------
     def to_unit(self, values) -> np.ndarray:
-        """values: [n, d] user units (array, or DataFrame with the parameter columns) -> [n, d]."""
+        """values: [n, p] user units (array, or DataFrame with the parameter columns, where a
+        categorical column holds choices) -> [n, dim]."""
         matrix = self.as_matrix(values)
-        return np.stack([p.to_unit(matrix[:, j]) for j, p in enumerate(self.parameters)], axis=1)
+        return np.concatenate([p.unit_block(matrix[:, j]) for j, p in enumerate(self.parameters)], axis=1)
 
     def from_unit(self, unit) -> np.ndarray:
-        """unit: [n, d] -> [n, d] in user units (clipped to the box; ints rounded)."""
+        """unit: [n, dim] -> [n, p] in user units (clipped to the box; ints rounded; a
+        categorical's index of its largest coordinate)."""
         unit = np.atleast_2d(np.asarray(unit, dtype=np.float64))
-        self._check_width(unit)
-        return np.stack([p.from_unit(unit[:, j]) for j, p in enumerate(self.parameters)], axis=1)
+        if unit.ndim != 2 or unit.shape[1] != self.dim:
+            raise SpaceError(f"expected unit-cube points of shape [n, {self.dim}], got {unit.shape}")
+        return np.stack([p.from_unit(unit[:, s]) for p, s in zip(self.parameters, self._unit_slices(), strict=True)], axis=1)
 
     def round_unit(self, unit) -> np.ndarray:
-        """Snap unit-cube points [n, d] to representable configurations (ints rounded)."""
+        """Snap unit-cube points [n, dim] to representable configurations (ints rounded,
+        categoricals one-hot)."""
         return self.to_unit(self.from_unit(unit))
 
     def contains(self, values) -> np.ndarray:
-        """values: [n, d] user units -> [n] bool."""
+        """values: [n, p] user units -> [n] bool."""
         matrix = self.as_matrix(values)
         inside = np.ones(matrix.shape[0], dtype=bool)
         for j, p in enumerate(self.parameters):
             inside &= p.contains(matrix[:, j])
         return inside
 
-    def configs_from_unit(self, unit) -> list[dict[str, float | int]]:
-        """unit: [n, d] -> n configurations in user units (ints as Python ints)."""
+    def configs_from_unit(self, unit) -> list[dict[str, Any]]:
+        """unit: [n, dim] -> n configurations in user units (ints as Python ints, categoricals
+        as their choices)."""
         return self.to_configs(self.from_unit(unit))
 
-    def to_configs(self, values) -> list[dict[str, float | int]]:
-        """values: [n, d] user units -> list of dicts."""
+    def to_configs(self, values) -> list[dict[str, Any]]:
+        """values: [n, p] user units -> list of dicts."""
         matrix = np.atleast_2d(np.asarray(values, dtype=np.float64))
+        self._check_width(matrix)
         configs = []
         for row in matrix:
-            configs.append(
-                {
-                    p.name: (int(round(v)) if p.type == "int" else float(v))
-                    for p, v in zip(self.parameters, row, strict=True)
-                }
-            )
+            configs.append({p.name: p.config_value(v) for p, v in zip(self.parameters, row, strict=True)})
         return configs
 
     def config_matrix(self, configs: Iterable[Mapping[str, Any]]) -> np.ndarray:
-        """Configurations (dicts with exactly the parameter names) -> [n, d] user units.
+        """Configurations (dicts with exactly the parameter names) -> [n, p] user units.
 
         Raises SpaceError naming the configuration and the parameter that is missing, unknown,
-        non-numeric, non-finite or outside the space.
+        non-numeric, non-finite, outside the space or not one of a categorical's choices.
         """
         rows = []
         for i, config in enumerate(configs):
@@ -248,6 +393,14 @@ class Space:
                 if p.name not in config:
                     raise SpaceError(f"configuration {i}: missing parameter {p.name!r}")
                 value = config[p.name]
+                if p.is_categorical:
+                    index = p.index_of([value])[0]
+                    if not np.isfinite(index):
+                        raise SpaceError(
+                            f"configuration {i}: {p.name}={_show(value)} is not one of the choices {list(p.choices)}"
+                        )
+                    row.append(index)
+                    continue
                 if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
                     raise SpaceError(f"configuration {i}: {p.name}={_show(value)} is not a number")
                 value = float(value)
@@ -260,22 +413,36 @@ class Space:
                     )
                 row.append(value)
             rows.append(row)
-        return np.asarray(rows, dtype=np.float64).reshape(len(rows), self.dim)
+        return np.asarray(rows, dtype=np.float64).reshape(len(rows), self.num_parameters)
 
     def as_matrix(self, values) -> np.ndarray:
-        """Values in user units, a DataFrame with the parameter columns or an array -> [n, d]."""
+        """Values in user units, a DataFrame with the parameter columns (a categorical column
+        holding choices) or an array [n, p] (a categorical column holding indices) -> [n, p]."""
         if hasattr(values, "columns"):  # a DataFrame
             missing = [n for n in self.names if n not in values.columns]
             if missing:
                 raise SpaceError(f"missing parameter column(s): {missing}")
-            values = values[list(self.names)].to_numpy(dtype=np.float64)
+            columns = []
+            for p in self.parameters:
+                column = values[p.name].to_numpy()
+                if p.is_categorical:
+                    index = p.index_of(column)
+                    bad = np.flatnonzero(~np.isfinite(index))
+                    if bad.size:
+                        raise SpaceError(
+                            f"row {int(bad[0])}, column {p.name!r}: {_show(column[bad[0]])} is not one of the "
+                            f"choices {list(p.choices)}"
+                        )
+                    column = index
+                columns.append(np.asarray(column, dtype=np.float64))
+            values = np.stack(columns, axis=1) if len(values) else np.zeros((0, self.num_parameters))
         matrix = np.atleast_2d(np.asarray(values, dtype=np.float64))
         self._check_width(matrix)
         return matrix
 
     def _check_width(self, matrix: np.ndarray) -> None:
-        if matrix.ndim != 2 or matrix.shape[1] != self.dim:
-            raise SpaceError(f"expected an array of shape [n, {self.dim}], got {matrix.shape}")
+        if matrix.ndim != 2 or matrix.shape[1] != self.num_parameters:
+            raise SpaceError(f"expected an array of shape [n, {self.num_parameters}], got {matrix.shape}")
 
     # ---- serialization --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -289,10 +456,15 @@ class Space:
         for i, entry in enumerate(spec["parameters"]):
             if not isinstance(entry, Mapping):
                 raise SpaceError(f"parameters[{i}] must be an object, got {entry!r}")
-            unknown = sorted(set(entry) - {"name", "type", "low", "high", "log"})
+            if entry.get("type") == "categorical":
+                allowed, required = {"name", "type", "choices"}, ("name", "choices")
+            else:
+                allowed, required = {"name", "type", "low", "high", "log"}, ("name", "low", "high")
+            unknown = sorted(set(entry) - allowed)
             if unknown:
-                raise SpaceError(f"parameters[{i}]: unknown key(s) {unknown}")
-            for key in ("name", "low", "high"):
+                hint = " (choices need \"type\": \"categorical\")" if "choices" in unknown else ""
+                raise SpaceError(f"parameters[{i}]: unknown key(s) {unknown}{hint}")
+            for key in required:
                 if key not in entry:
                     raise SpaceError(f"parameters[{i}]: missing key {key!r}")
             params.append(Parameter(**entry))

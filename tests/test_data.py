@@ -534,3 +534,41 @@ def test_malformed_logs_raise_only_validation_errors_that_say_where(frame, dupli
     assert len(names) >= 1 and np.isfinite(padded.x).all() and np.isfinite(padded.y).all()
     assert ((padded.x >= 0) & (padded.x <= 1)).all()
     assert set(log.frame["status"]) <= {"ok", "diverged", "failed"}
+
+
+CHOICE_SPACE = Space(
+    (Parameter("lr", "real", 1e-4, 1.0, log=True), Parameter("optimizer", "categorical", choices=["sgd", "adam"]),
+     Parameter("batch_size", "categorical", choices=[32, 64])),
+    Objective("error"),
+)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_categorical_columns_round_trip_through_files_and_scores(tmp_path, suffix):
+    frame = pd.DataFrame(
+        {
+            "task": ["a", "a", "b"],
+            "lr": [1e-3, 1e-2, 1e-1],
+            "optimizer": ["adam", " sgd", "adam"],
+            "batch_size": [64, 32, 64],
+            "error": [0.3, 0.2, 0.1],
+        }
+    )
+    path = tmp_path / f"log{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    log = read_log(path, CHOICE_SPACE)
+    assert log.frame["optimizer"].tolist() == ["adam", "sgd", "adam"]
+    assert log.frame["batch_size"].tolist() == [64, 32, 64]  # the choices, not the file's floats
+    scored = log.scored()
+    np.testing.assert_allclose(scored[["u1", "u2", "u3", "u4"]], [[0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1]])
+
+
+def test_unknown_choice_names_the_line_and_column(tmp_path):
+    path = tmp_path / "trials.csv"
+    path.write_text("task,lr,optimizer,batch_size,error\na,0.001,adam,32,0.3\na,0.01,adamw,32,0.2\n")
+    with pytest.raises(LogValidationError) as info:
+        read_log(path, CHOICE_SPACE)
+    assert str(info.value) == (
+        "row 1 (counting data rows from 0; line 3 of trials.csv), column 'optimizer': value 'adamw' is not one "
+        "of the choices ['sgd', 'adam']"
+    )

@@ -46,8 +46,21 @@ def int_parameters(draw, name="p"):
     return Parameter(name, "int", low, high, log=log)
 
 
+@st.composite
+def categorical_parameters(draw, name="p"):
+    # Distinct JSON scalars of several kinds: words, whole numbers, a boolean.
+    words = draw(st.lists(st.text("abcdefgh", min_size=1, max_size=5), unique=True, max_size=4))
+    numbers = draw(st.lists(st.integers(-50, 50), unique=True, max_size=3))
+    flags = draw(st.lists(st.booleans(), unique=True, max_size=1))
+    choices = words + numbers + flags
+    if len(choices) < 2:
+        choices = ["first", "second"]
+    order = draw(st.permutations(choices))
+    return Parameter(name, "categorical", choices=list(order))
+
+
 def any_parameter(name="p"):
-    return st.one_of(real_parameters(name), int_parameters(name))
+    return st.one_of(real_parameters(name), int_parameters(name), categorical_parameters(name))
 
 
 @st.composite
@@ -58,6 +71,8 @@ def spaces(draw):
 
 def values_in(param: Parameter):
     """A strategy of user-unit values inside the parameter's box (independent of the code under test)."""
+    if param.type == "categorical":
+        return st.integers(0, len(param.choices) - 1).map(float)
     if param.type == "int":
         return st.integers(int(param.low), int(param.high)).map(float)
     if param.log:
@@ -159,10 +174,11 @@ def test_score_direction(direction, sign):
 def test_parameter_round_trip_user_to_unit(data):
     p = data.draw(any_parameter())
     v = np.array(data.draw(st.lists(values_in(p), min_size=1, max_size=8)))
-    u = p.to_unit(v)
+    u = p.unit_block(v)
+    assert u.shape == (len(v), p.width)
     assert np.all(u >= -1e-12) and np.all(u <= 1 + 1e-12)
     back = p.from_unit(u)
-    if p.type == "int":
+    if p.type in ("int", "categorical"):
         np.testing.assert_array_equal(back, v)
     else:
         np.testing.assert_allclose(back, v, rtol=1e-9, atol=1e-12 * (p.high - p.low))
@@ -229,11 +245,23 @@ def test_space_configs_round_trip(data):
     for config in configs:
         assert list(config) == list(space.names)
         for p in space.parameters:
-            assert isinstance(config[p.name], int if p.type == "int" else float)
+            if p.type == "categorical":
+                assert config[p.name] in p.choices and type(config[p.name]) in (str, int, bool)
+            else:
+                assert isinstance(config[p.name], int if p.type == "int" else float)
     np.testing.assert_array_equal(space.config_matrix(configs), matrix)
-    # The unit-cube route goes back to the same configurations.
+    # The unit-cube route goes back to the same configurations; a categorical is one-hot there.
     unit = space.to_unit(matrix)
-    assert unit.shape == (n, space.dim)
+    assert unit.shape == (n, sum(len(p.choices) if p.type == "categorical" else 1 for p in space.parameters))
+    assert unit.shape[1] == space.dim == len(space.unit_names)
+    column = 0
+    for j, p in enumerate(space.parameters):
+        if p.type == "categorical":
+            block = unit[:, column : column + len(p.choices)]
+            np.testing.assert_array_equal(block, np.eye(len(p.choices))[matrix[:, j].astype(int)])
+            column += len(p.choices)
+        else:
+            column += 1
     np.testing.assert_allclose(space.from_unit(unit), matrix, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(space.round_unit(space.round_unit(unit)), space.round_unit(unit), atol=1e-12)
     assert np.all(space.contains(matrix))
@@ -392,3 +420,86 @@ def test_scrambled_halton_is_seeded_and_in_the_cube():
     # A Cranley-Patterson rotation: the same shift (mod 1) on every point of a column.
     shift = (a - halton(32, 3)) % 1.0
     np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape), atol=1e-12)
+
+
+# ---- categorical parameters ------------------------------------------------------------------
+MIXED = Space(
+    (
+        Parameter("lr", "real", 1e-4, 1.0, log=True),
+        Parameter("optimizer", "categorical", choices=["sgd", "adam", "rmsprop"]),
+        Parameter("batch_size", "categorical", choices=[32, 64, 128]),
+    ),
+    Objective("error"),
+)
+
+
+def test_categorical_json_form_is_what_a_new_user_writes():
+    spec = {
+        "parameters": [
+            {"name": "lr", "low": 1e-4, "high": 1.0, "log": True},
+            {"name": "optimizer", "type": "categorical", "choices": ["sgd", "adam", "rmsprop"]},
+            {"name": "batch_size", "type": "categorical", "choices": [32, 64, 128]},
+        ],
+        "objective": {"column": "error"},
+    }
+    space = Space.from_dict(spec)
+    assert space == MIXED
+    assert space.num_parameters == 3 and space.dim == 7
+    assert space.unit_names == (
+        "lr", "optimizer=sgd", "optimizer=adam", "optimizer=rmsprop", "batch_size=32", "batch_size=64", "batch_size=128"
+    )
+    assert json.loads(space.to_json())["parameters"][1] == spec["parameters"][1]
+
+
+def test_categorical_values_map_to_one_hot_and_back():
+    configs = [{"lr": 0.01, "optimizer": "adam", "batch_size": 128}, {"lr": 1.0, "optimizer": "sgd", "batch_size": 32}]
+    matrix = MIXED.config_matrix(configs)
+    np.testing.assert_array_equal(matrix[:, 1:], [[1, 2], [0, 0]])
+    unit = MIXED.to_unit(matrix)
+    np.testing.assert_allclose(unit, [[0.5, 0, 1, 0, 0, 0, 1], [1.0, 1, 0, 0, 1, 0, 0]], atol=1e-12)
+    assert MIXED.configs_from_unit(unit) == [
+        {"lr": pytest.approx(0.01), "optimizer": "adam", "batch_size": 128},
+        {"lr": pytest.approx(1.0), "optimizer": "sgd", "batch_size": 32},
+    ]
+    # A relaxed point (what a continuous maximizer returns) snaps to its largest coordinate.
+    relaxed = np.array([[0.5, 0.2, 0.3, 0.9, 0.6, 0.61, 0.1]])
+    assert MIXED.configs_from_unit(relaxed)[0]["optimizer"] == "rmsprop"
+    assert MIXED.configs_from_unit(relaxed)[0]["batch_size"] == 64
+    np.testing.assert_allclose(MIXED.round_unit(relaxed)[0, 1:], [0, 0, 1, 0, 1, 0])
+
+
+def test_categorical_matching_of_logged_values():
+    import pandas as pd
+
+    p = MIXED["batch_size"]
+    # A CSV gives floats for numbers; strings match after stripping; anything else is not a choice.
+    np.testing.assert_array_equal(p.index_of([64.0, 32, "64", True]), [1, 0, np.nan, np.nan])
+    np.testing.assert_array_equal(MIXED["optimizer"].index_of([" adam", "Adam"]), [1, np.nan])
+    frame = pd.DataFrame({"lr": [0.1, 0.2], "optimizer": ["sgd", "adamw"], "batch_size": [32.0, 64.0]})
+    with pytest.raises(SpaceError, match=r"row 1, column 'optimizer': 'adamw' is not one of the choices"):
+        MIXED.to_unit(frame)
+    with pytest.raises(SpaceError, match=r"configuration 0: optimizer='adamw' is not one of the choices"):
+        MIXED.config_matrix([{"lr": 0.1, "optimizer": "adamw", "batch_size": 32}])
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"name": "o", "type": "categorical"}, "missing key 'choices'"),
+        ({"name": "o", "type": "categorical", "choices": ["a"]}, "at least two choices"),
+        ({"name": "o", "type": "categorical", "choices": "ab"}, "needs a list of choices"),
+        ({"name": "o", "type": "categorical", "choices": ["a", "b", "a"]}, r"repeated choice\(s\) 'a'"),
+        ({"name": "o", "type": "categorical", "choices": [1, 1.0]}, "repeated choice"),
+        ({"name": "o", "type": "categorical", "choices": ["a", None]}, "must be a string, a finite number or a boolean"),
+        ({"name": "o", "type": "categorical", "choices": ["a", "b"], "low": 0}, r"unknown key\(s\) \['low'\]"),
+        ({"name": "o", "choices": ["a", "b"]}, r"unknown key\(s\) \['choices'\] \(choices need \"type\": \"categorical\"\)"),
+    ],
+)
+def test_categorical_spec_errors(entry, message):
+    with pytest.raises(SpaceError, match=message):
+        Space.from_dict({"parameters": [entry]})
+
+
+def test_numeric_unit_map_refuses_a_categorical():
+    with pytest.raises(SpaceError, match="is categorical"):
+        MIXED["optimizer"].to_unit(np.array([0.0]))

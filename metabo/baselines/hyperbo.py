@@ -200,7 +200,7 @@ def thin_matched(
     if not cuts:
         return log
     frame = log.frame
-    unit = log.space.to_unit(frame[list(log.space.names)].to_numpy())
+    unit = log.space.to_unit(frame)
     drop = np.zeros(len(frame), dtype=bool)
     for tasks, points in cuts:
         rows = np.flatnonzero(frame[TASK_COLUMN].isin(tasks).to_numpy())

@@ -141,7 +141,7 @@ class ZeroShot(Method):
             scored = self.train.scored(self.failures)
             columns = [f"u{j}" for j in range(self.space.dim)]
             raw = self.train.frame
-            unit = self.space.to_unit(raw[list(self.space.names)].to_numpy())
+            unit = self.space.to_unit(raw)
             failed_rows = (raw[STATUS_COLUMN].to_numpy() != "ok") | ~np.isfinite(
                 self.space.objective.to_score(raw[self.space.objective.column].to_numpy())
             )

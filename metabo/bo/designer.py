@@ -91,7 +91,7 @@ class Designer:
     """BO on one task (see the module docstring).
 
     Args:
-      space: the search space (unit-cube map, integer rounding); the prior's space when there is
+      space: the search space (unit-cube map, integer and one-hot rounding); the prior's space when there is
         a prior.
       prior: a ``metabo.Prior`` (``model``, ``params``, ``warp``) or None for single-task GP BO.
       acquisition: a name, a dict or an ``Acquisition`` (default EI).

@@ -217,7 +217,7 @@ def run(args) -> int:
         ]
         print(f"prior:          {', '.join(parts)}")
         if not model.feature_sizes and len(lengthscales) == space.dim:
-            named = ", ".join(f"{name}={x:.3g}" for name, x in zip(space.names, lengthscales, strict=True))
+            named = ", ".join(f"{name}: {x:.3g}" if "=" in name else f"{name}={x:.3g}" for name, x in zip(space.unit_names, lengthscales, strict=True))
             print(f"lengthscale:    {named} (fractions of each parameter's range)")
         else:
             print(f"lengthscale:    [{', '.join(f'{x:.3g}' for x in lengthscales)}] (of the learned features)")

@@ -154,7 +154,7 @@ def _read_history(path, space):
         )
         ok = np.isfinite(values.to_numpy(dtype=float)) & np.asarray(status == "ok")
         if not ok.any():
-            valid_row = {name: space[name].low for name in space.names}
+            valid_row = {p.name: p.config_value(p.low) for p in space.parameters}
             valid_row.update({column: _some_valid_value(space), TASK_COLUMN: "history"})
             if STATUS_COLUMN in raw.columns:
                 valid_row[STATUS_COLUMN] = "ok"
@@ -224,8 +224,11 @@ def _warn_border(optimizer, space) -> None:
     best = optimizer.best
     if best is None:
         return
-    unit = space.to_unit(space.config_matrix([best.config]))[0]
-    for p, u in zip(space.parameters, unit, strict=True):
+    user = space.config_matrix([best.config])[0]
+    for p, value in zip(space.parameters, user, strict=True):
+        if p.is_categorical:
+            continue  # choices have no bounds to widen
+        u = p.to_unit(np.asarray([value]))[0]
         side = "lower" if u <= BORDER_TOLERANCE else "upper" if u >= 1 - BORDER_TOLERANCE else None
         if side is None or not np.isfinite(u):
             continue

@@ -71,6 +71,8 @@ class ParameterScale:
     def describe(self) -> str:
         if not math.isfinite(self.unit) or self.unit > BARELY_MATTERS:
             return f"barely matters (lengthscale {self.unit:.3g} of the range)"
+        if self.type == "categorical":
+            return f"{self.unit:.3g} (one-hot coordinate; a change of choice moves it by 1)"
         if self.log:
             return f"{self.unit:.3g} of the log range = a {_fold(self.span)}-fold change"
         return f"{self.unit:.3g} of the range = {self.span:.3g} in {self.name}'s units"
@@ -124,7 +126,7 @@ class PriorSummary:
             lines.append("lengthscales (roughly how far a parameter moves before the score changes appreciably):")
             width = max(len(s.name) for s in self.lengthscales)
             for s in self.lengthscales:
-                scale = "log" if s.log else ("int" if s.type == "int" else "linear")
+                scale = "log" if s.log else {"int": "int", "categorical": "choice"}.get(s.type, "linear")
                 lines.append(f"  {s.name:<{width}}  {scale:<6}  {s.describe()}")
         if self.feature_lengthscales:
             shown = ", ".join(f"{v:.3g}" for v in self.feature_lengthscales)
@@ -164,7 +166,16 @@ def lengthscale_spans(space: Space, unit_lengthscales) -> tuple[ParameterScale, 
     if values.shape[0] != space.dim:
         raise ValueError(f"expected {space.dim} lengthscales, got {values.shape[0]}")
     out = []
-    for p, ls in zip(space.parameters, values, strict=True):
+    position = 0
+    for p in space.parameters:
+        if p.is_categorical:
+            # One-hot coordinates: two choices differ by 1 in each of their two coordinates.
+            for name, ls in zip(p.unit_names, values[position : position + p.width], strict=True):
+                out.append(ParameterScale(name, False, p.type, float(ls), float(ls)))
+            position += p.width
+            continue
+        ls = values[position]
+        position += 1
         if p.log:
             with np.errstate(over="ignore"):
                 span = float(np.exp(ls * (math.log(p.high) - math.log(p.low))))
@@ -198,7 +209,7 @@ def summarize_prior(model: GPModel, params: GPParams, space: Space, num_sweep: i
     weights = None
     if model.mean == "linear" and not model.share_features:
         # The mean is affine on the unit cube: weight j is the change across parameter j's range.
-        weights = {p.name: float(w) for p, w in zip(space.parameters, np.asarray(params.mean_weights), strict=True)}
+        weights = {name: float(w) for name, w in zip(space.unit_names, np.asarray(params.mean_weights), strict=True)}
     return PriorSummary(
         model=model.to_dict(),
         mean_kind=model.mean,

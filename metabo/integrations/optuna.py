@@ -13,14 +13,16 @@ terms and hands them to metabo's BO core (``metabo.bo.designer.Designer``, the s
 ``metabo.Optimizer`` and the benchmark use); it has no BO logic of its own:
 
 - Parameters are matched to the prior's search space by name (``mapping`` renames Optuna names).
-  Float and int distributions, log-scaled or not, with or without ``step``, are supported.
-  Categorical parameters raise ``UnsupportedParameterError``: a GP prior over a real box has no
-  notion of unordered choices. Float / int parameters the prior does not know are sampled by
+  Float and int distributions, log-scaled or not, with or without ``step``, are supported, and
+  categorical ones for the prior's categorical parameters (the study's choices must be among the
+  parameter's; a distribution of another kind than the prior's parameter raises
+  ``UnsupportedParameterError``). Parameters the prior does not know are sampled by
   ``independent_sampler`` (default: ``RandomSampler(seed)``) with a one-time warning.
 - Values go through the prior's own unit-cube map (the prior was trained there). When every
-  distribution equals the prior's parameter (bounds, log scale, unit int step) the acquisition is
-  maximized over the continuous box (integers rounded); otherwise, e.g. a narrower or stepped
-  range, over ``num_candidates`` quasi-random points drawn inside the study's distributions.
+  distribution equals the prior's parameter (bounds, log scale, unit int step, the same choices)
+  the acquisition is maximized over the continuous box (integers rounded, categoricals one-hot);
+  otherwise, e.g. a narrower or stepped range or fewer choices, over ``num_candidates``
+  quasi-random points drawn inside the study's distributions.
 - Objective values become scores with the prior's ``Objective.to_score`` (minimized values are
   negated; ``neg_log`` priors take ``-log(value)``), so the study's direction must be the prior's
   (checked, with a clear error). Multi-objective studies are not supported.
@@ -79,15 +81,15 @@ POLL_INTERVALS_S = (0.01, 0.25)
 
 
 class UnsupportedParameterError(ValueError):
-    """A parameter the sampler cannot model (categorical)."""
+    """A study parameter that does not fit the prior's (another kind, or unknown choices)."""
 
 
 class IncompatibleStudyError(ValueError):
     """The study does not fit the prior (direction, number of objectives)."""
 
 
-def _is_float_or_int(distribution: BaseDistribution) -> bool:
-    return isinstance(distribution, (FloatDistribution, IntDistribution))
+def _is_supported(distribution: BaseDistribution) -> bool:
+    return isinstance(distribution, (FloatDistribution, IntDistribution, CategoricalDistribution))
 
 
 class PretrainedGPSampler(BaseSampler):
@@ -194,10 +196,9 @@ class PretrainedGPSampler(BaseSampler):
     def infer_relative_search_space(self, study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         self.check_study(study)
         space = IntersectionSearchSpace().calculate(study)
-        for name, distribution in space.items():
-            if isinstance(distribution, CategoricalDistribution):
-                raise self._categorical_error(name)
         relevant = {name: d for name, d in space.items() if self._prior_name(name) is not None}
+        for name, distribution in relevant.items():
+            self._check_kind(name, distribution)
         # All of the prior's parameters, or none: a partial set would split one suggestion in two.
         if {self._prior_name(name) for name in relevant} != set(self.space.names):
             return {}
@@ -214,9 +215,9 @@ class PretrainedGPSampler(BaseSampler):
         return {name: config[self._prior_name(name)] for name in search_space}
 
     def sample_independent(self, study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
-        if isinstance(param_distribution, CategoricalDistribution):
-            raise self._categorical_error(param_name)
         prior_name = self._prior_name(param_name)
+        if prior_name is not None:
+            self._check_kind(param_name, param_distribution)
         if prior_name is None:
             if self.warn_independent_sampling and param_name not in self._warned:
                 self._warned.add(param_name)
@@ -238,6 +239,13 @@ class PretrainedGPSampler(BaseSampler):
             config = self._suggest(study, trial, distributions)
             with self._lock:
                 self._cache[key] = config
+        if isinstance(param_distribution, CategoricalDistribution):
+            choice = config[prior_name]
+            if choice in param_distribution.choices:
+                return choice
+            # The configuration was computed before this parameter's choices were known (the
+            # first trial, parameter by parameter) and picked one the study does not offer.
+            return self.independent_sampler.sample_independent(study, trial, param_name, param_distribution)
         return _fit_to(config[prior_name], param_distribution)
 
     def after_trial(self, study, trial: FrozenTrial, state: TrialState, values) -> None:
@@ -260,12 +268,23 @@ class PretrainedGPSampler(BaseSampler):
                 "same quantity the prior was trained on"
             )
 
-    def _categorical_error(self, name: str) -> UnsupportedParameterError:
-        return UnsupportedParameterError(
-            f"parameter {name!r} is categorical; PretrainedGPSampler models float and int parameters only "
-            "(suggest_float / suggest_int). Encode ordered choices as an int, or tune the categorical "
-            "choice in an outer loop with one prior per choice"
-        )
+    def _check_kind(self, name: str, distribution: BaseDistribution) -> None:
+        """Raise ``UnsupportedParameterError`` unless the study's distribution can be the prior's
+        parameter: categorical for a categorical one (with known choices), numeric otherwise."""
+        parameter = self.space[self._prior_name(name)]
+        categorical = isinstance(distribution, CategoricalDistribution)
+        if categorical != parameter.is_categorical:
+            asked = "suggest_categorical" if categorical else "suggest_float / suggest_int"
+            raise UnsupportedParameterError(
+                f"parameter {name!r}: the study samples it with {asked} but the prior's parameter "
+                f"{parameter.name!r} is {parameter.type}"
+            )
+        if categorical:
+            unknown = [c for c in distribution.choices if not np.isfinite(parameter.index_of([c])[0])]
+            if unknown:
+                raise UnsupportedParameterError(
+                    f"parameter {name!r}: choice(s) {unknown} are not among the prior's {list(parameter.choices)}"
+                )
 
     # ---- the suggestion -------------------------------------------------------------------
     def _latest_distributions(self, study) -> dict[str, BaseDistribution | None]:
@@ -274,7 +293,7 @@ class PretrainedGPSampler(BaseSampler):
         for past in study.get_trials(deepcopy=False):
             for name, distribution in past.distributions.items():
                 prior_name = self._prior_name(name)
-                if prior_name is not None and _is_float_or_int(distribution):
+                if prior_name is not None and _is_supported(distribution):
                     latest[prior_name] = distribution
         return latest
 
@@ -293,7 +312,9 @@ class PretrainedGPSampler(BaseSampler):
                 continue
             if any(names[p] not in past.params for p in self.space.names):
                 continue  # conditional parameters: this trial does not live in the prior's space
-            row = np.asarray([float(past.params[names[p]]) for p in self.space.names])
+            row = np.asarray([p.user_units(past.params[names[p.name]]) for p in self.space.parameters])
+            if not np.all(np.isfinite(row)):
+                continue  # a choice the prior does not know
             with np.errstate(all="ignore"):
                 unit = self.space.to_unit(row[None])[0]
             if not np.all(np.isfinite(unit)):
@@ -343,11 +364,12 @@ class PretrainedGPSampler(BaseSampler):
         else:
             values = user[designer.suggest_indices(1)[0]]
         config = {
-            name: _fit_to(value, distributions.get(name)) if distributions.get(name) is not None else _as_type(value, self.space[name])
-            for name, value in zip(self.space.names, values, strict=True)
+            p.name: _fit_to(value, distributions[p.name]) if distributions.get(p.name) is not None and not p.is_categorical
+            else p.config_value(value)
+            for p, value in zip(self.space.parameters, values, strict=True)
         }
         # Claim the point before handing it out: later suggestions wait for it and avoid it.
-        claimed = self.space.to_unit(np.asarray([[float(config[name]) for name in self.space.names]]))[0]
+        claimed = self.space.to_unit(np.asarray([[p.user_units(config[p.name]) for p in self.space.parameters]]))[0]
         study._storage.set_trial_system_attr(trial._trial_id, CLAIM_KEY, [float(v) for v in claimed])
         for key, value in self._prediction(designer, claimed).items():
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
@@ -413,10 +435,15 @@ class PretrainedGPSampler(BaseSampler):
         """[m, d] quasi-random configurations in user units inside the given distributions."""
         from metabo.space import scrambled_halton
 
-        u = scrambled_halton(self.num_candidates, self.space.dim, seed)
+        # One quasi-random coordinate per parameter (a categorical's picks a choice uniformly).
+        u = scrambled_halton(self.num_candidates, self.space.num_parameters, seed)
         columns = []
         for j, p in enumerate(self.space.parameters):
             d = distributions.get(p.name)
+            if p.is_categorical:
+                allowed = p.index_of(d.choices) if d is not None else np.arange(len(p.choices), dtype=np.float64)
+                columns.append(allowed[np.minimum((u[:, j] * len(allowed)).astype(int), len(allowed) - 1)])
+                continue
             if d is None:
                 columns.append(p.from_unit(u[:, j]))
                 continue
@@ -431,6 +458,9 @@ class PretrainedGPSampler(BaseSampler):
 
 def _matches(distribution: BaseDistribution, parameter) -> bool:
     """True when the distribution is exactly the prior's parameter (same box in the unit cube)."""
+    if isinstance(distribution, CategoricalDistribution):
+        indices = parameter.index_of(distribution.choices) if parameter.is_categorical else np.array([np.nan])
+        return bool(np.all(np.isfinite(indices))) and len(set(indices)) == len(parameter.choices)
     if isinstance(distribution, IntDistribution):
         kind_ok = parameter.type == "int" and distribution.step == 1
     elif isinstance(distribution, FloatDistribution):
@@ -459,9 +489,6 @@ def _fit_to(value: float, distribution: BaseDistribution) -> float | int:
         return int(round(value))
     return float(value)
 
-
-def _as_type(value: float, parameter) -> float | int:
-    return int(round(value)) if parameter.type == "int" else float(value)
 
 
 __all__ = ["PretrainedGPSampler", "UnsupportedParameterError", "IncompatibleStudyError"]

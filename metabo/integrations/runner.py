@@ -262,7 +262,9 @@ class Runner:
     def _suggest(self, trial: optuna.Trial) -> dict:
         values = {}
         for p in self.space.parameters:
-            if p.type == "int":
+            if p.is_categorical:
+                values[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+            elif p.type == "int":
                 values[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
             else:
                 values[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)

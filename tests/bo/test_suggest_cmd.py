@@ -235,3 +235,27 @@ def test_tell_errors_print_numpy_text_as_text():
         optimizer.tell({"lr": 0.01, "width": 16}, np.str_("0.5"))
     with pytest.raises(TellError, match=r"lr='0.01' is not a number"):
         optimizer.tell({"lr": np.str_("0.01"), "width": 16}, 0.5)
+
+
+def test_suggest_with_categorical_parameters(tmp_path, capsys):
+    space = tmp_path / "space.json"
+    space.write_text(
+        json.dumps(
+            {
+                "parameters": [
+                    {"name": "lr", "low": 1e-4, "high": 1.0, "log": True},
+                    {"name": "optimizer", "type": "categorical", "choices": ["sgd", "adam", "rmsprop"]},
+                ],
+                "objective": {"column": "loss"},
+            }
+        )
+    )
+    history = tmp_path / "trials.csv"
+    history.write_text("lr,optimizer,loss\n0.001,sgd,0.9\n0.01,adam,0.4\n0.1,rmsprop,0.8\n0.003,adam,0.5\n")
+    configs, err = suggestions(capsys, ["suggest", "--space", str(space), "--history", str(history), "--n", "2"])
+    assert len(configs) == 2 and all(c["optimizer"] in ("sgd", "adam", "rmsprop") for c in configs)
+    seen = {(0.001, "sgd"), (0.01, "adam"), (0.1, "rmsprop"), (0.003, "adam")}
+    assert not {(c["lr"], c["optimizer"]) for c in configs} & seen
+    history.write_text("lr,optimizer,loss\n0.001,sgd,0.9\n0.01,adamw,0.4\n")
+    assert main(["suggest", "--space", str(space), "--history", str(history)]) == 2
+    assert "row 1 (counting data rows from 0; line 3 of trials.csv), column 'optimizer': value 'adamw' is not one of the choices" in capsys.readouterr().err

@@ -400,3 +400,29 @@ def test_cli_import_optuna_prints_one_line_per_problem(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("l1_ratio") == 1 and "25 rows" in err and "... and 20 more" in err
+
+
+def test_optuna_categorical_distributions_import_as_choices():
+    space = Space(
+        (Parameter("lr", "real", 1e-4, 1.0, log=True), Parameter("optimizer", "categorical", choices=["sgd", "adam"])),
+        Objective("loss", "minimize"),
+    )
+    storage = optuna.storages.InMemoryStorage()
+
+    def objective(trial):
+        lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        return lr + (trial.suggest_categorical("optimizer", ["sgd", "adam", "lion"]) == "adam")
+
+    study = _study(storage, "choices", seed=2, n=12, objective=objective)
+    log, report = import_optuna(storage, "choices", space)
+    offered = [t.params["optimizer"] for t in study.trials]
+    kept = [t for t in study.trials if t.params["optimizer"] != "lion"]
+    assert 0 < len(kept) < len(study.trials)  # the seed gives some of each
+    assert log.frame["optimizer"].tolist() == [t.params["optimizer"] for t in kept]
+    np.testing.assert_allclose(log.frame["loss"], [t.value for t in kept])
+    assert len(report.dropped) == offered.count("lion")
+    text = report.format()
+    assert "offered optimizer choice(s) ['lion'] that the space does not have" in text
+    assert "optimizer is not one of the choices ['sgd', 'adam']" in text
+    with pytest.raises(ImportDataError, match="transform for 'optimizer': a categorical parameter takes no transform"):
+        import_optuna(storage, "choices", space, transforms={"optimizer": "-x"})

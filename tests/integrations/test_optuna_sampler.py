@@ -126,14 +126,62 @@ def test_narrower_stepped_ranges_and_renamed_parameters(prior):
     assert first["learning_rate"] > 0.05 and first["dropout"] <= 0.15
 
 
-def test_categorical_parameters_raise_a_clear_error(prior):
+def test_categorical_parameters_outside_the_prior_go_to_the_independent_sampler(prior):
     def objective(trial):
         trial.suggest_float("lr", 1e-4, 1.0, log=True)
-        trial.suggest_categorical("optimizer", ["sgd", "adam"])
-        return 0.0
+        trial.suggest_int("units", 8, 256, log=True)
+        trial.suggest_float("dropout", 0.0, 0.5)
+        return 0.0 if trial.suggest_categorical("optimizer", ["sgd", "adam"]) == "sgd" else 1.0
 
     study = optuna.create_study(direction="minimize", sampler=PretrainedGPSampler(prior, seed=0))
-    with pytest.raises(UnsupportedParameterError, match="'optimizer' is categorical"):
+    with pytest.warns(UserWarning, match="'optimizer' is not in the prior's space"):
+        study.optimize(objective, n_trials=3)
+    assert {t.params["optimizer"] for t in study.trials} <= {"sgd", "adam"}
+
+
+CHOICE_SPACE = Space(
+    (Parameter("x", "real", -2.0, 2.0), Parameter("optimizer", "categorical", choices=["adam", "sgd", "rmsprop"])),
+    Objective("loss", "minimize"),
+)
+CHOICE_CENTER = {"adam": 1.0, "sgd": -1.0, "rmsprop": 0.0}
+CHOICE_OFFSET = {"adam": 0.0, "sgd": 0.5, "rmsprop": 1.0}
+
+
+def _choice_loss(trial, choices=("adam", "sgd", "rmsprop"), low=-2.0, high=2.0):
+    x = trial.suggest_float("x", low, high)
+    choice = trial.suggest_categorical("optimizer", list(choices))
+    return (x - CHOICE_CENTER[choice]) ** 2 + CHOICE_OFFSET[choice]
+
+
+def test_categorical_parameters_of_the_space_are_modelled():
+    study = optuna.create_study(sampler=PretrainedGPSampler(None, space=CHOICE_SPACE, seed=0))
+    study.optimize(_choice_loss, n_trials=16)
+    assert {t.params["optimizer"] for t in study.trials} == {"adam", "sgd", "rmsprop"}  # the initial design
+    # The best configuration is adam at x = 1 (loss 0); the GP finds it among the unordered choices.
+    assert study.best_params["optimizer"] == "adam" and study.best_value < 0.01
+    # Each claim is the trial's one-hot point.
+    for trial in study.trials:
+        claim = trial.system_attrs["metabo:claim"]
+        np.testing.assert_allclose(claim[1:], np.eye(3)[["adam", "sgd", "rmsprop"].index(trial.params["optimizer"])])
+
+
+def test_fewer_choices_than_the_space_search_only_those():
+    study = optuna.create_study(sampler=PretrainedGPSampler(None, space=CHOICE_SPACE, seed=0))
+    study.optimize(lambda t: _choice_loss(t, choices=("sgd", "rmsprop")), n_trials=8)
+    assert {t.params["optimizer"] for t in study.trials} == {"sgd", "rmsprop"}
+
+
+@pytest.mark.parametrize(
+    "objective, message",
+    [
+        (lambda t: t.suggest_float("x", -2, 2) + t.suggest_float("optimizer", 0, 1), "with suggest_float / suggest_int but the prior's parameter 'optimizer' is categorical"),
+        (lambda t: t.suggest_categorical("x", [0, 1]) + len(t.suggest_categorical("optimizer", ["adam"])), "'x': the study samples it with suggest_categorical but the prior's parameter 'x' is real"),
+        (lambda t: t.suggest_float("x", -2, 2) + len(t.suggest_categorical("optimizer", ["adam", "lion"])), r"choice\(s\) \['lion'\] are not among the prior's \['adam', 'sgd', 'rmsprop'\]"),
+    ],
+)
+def test_categorical_mismatches_are_one_line_errors(objective, message):
+    study = optuna.create_study(sampler=PretrainedGPSampler(None, space=CHOICE_SPACE, seed=0))
+    with pytest.raises(UnsupportedParameterError, match=message):
         study.optimize(objective, n_trials=1)
 
 
