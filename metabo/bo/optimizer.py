@@ -467,8 +467,9 @@ class Optimizer:
             matrix = self.space.config_matrix(candidates)
         else:
             matrix = np.atleast_2d(np.asarray(candidates, dtype=np.float64))
-            if matrix.ndim != 2 or matrix.shape[1] != self.space.dim:
-                raise ValueError(f"candidates must be [m, {self.space.dim}], got shape {matrix.shape}")
+            # An array is in user units: one column per parameter (a categorical's choice index).
+            if matrix.ndim != 2 or matrix.shape[1] != self.space.num_parameters:
+                raise ValueError(f"candidates must be [m, {self.space.num_parameters}], got shape {matrix.shape}")
         if matrix.shape[0] == 0:
             raise ValueError("the candidate set is empty")
         inside = self.space.contains(matrix)

@@ -157,8 +157,10 @@ class PretrainedGPSampler(BaseSampler):
                 if len(candidates) and isinstance(candidates[0], Mapping)
                 else np.atleast_2d(np.asarray(candidates, dtype=np.float64))
             )
-            if matrix.ndim != 2 or matrix.shape[1] != self.space.dim or len(matrix) == 0:
-                raise ValueError(f"candidates must be a non-empty [m, {self.space.dim}] set, got shape {matrix.shape}")
+            if matrix.ndim != 2 or matrix.shape[1] != self.space.num_parameters or len(matrix) == 0:
+                raise ValueError(
+                    f"candidates must be a non-empty [m, {self.space.num_parameters}] set, got shape {matrix.shape}"
+                )
             self._candidates_user, self._candidates_unit = matrix, self.space.to_unit(matrix)
         self.num_candidates = int(num_candidates)
         self.independent_sampler = independent_sampler or RandomSampler(seed=self.seed)
