@@ -1,9 +1,22 @@
 """Test configuration: float64 for all GP work, and the CLI's deadlock-free CPU backend."""
 
 import os
+import shutil
+import tempfile
+import uuid
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
-os.environ.setdefault("METABO_JAX_CACHE", "off")  # no persistent compilation cache in tests
+os.environ.setdefault("METABO_JAX_CACHE", "off")  # not the user's cache: tests start from nothing
+# One persistent compilation cache per test run, in a fresh folder, shared by the pytest worker
+# processes and every CLI subprocess a test starts (they inherit the environment): otherwise each
+# compiles the same BO and pre-training programs again. The controller process (loaded first)
+# names the run; the folder goes when the run ends.
+RUN_CACHE = os.path.join(
+    tempfile.gettempdir(), "metabo-test-jax-" + os.environ.setdefault("METABO_TEST_RUN", uuid.uuid4().hex[:12])
+)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", RUN_CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # `make test` runs two pytest processes on CI's two cores: one host LAPACK thread each, as
 # metabo's own worker processes get (tests that need more threads set it themselves).
 os.environ.setdefault("METABO_LAPACK_THREADS", "1")
@@ -13,6 +26,11 @@ import pytest  # noqa: E402
 from metabo.runtime import start_jax  # noqa: E402
 
 start_jax()
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):  # the controller, or a run without workers
+        shutil.rmtree(RUN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture
