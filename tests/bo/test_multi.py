@@ -18,7 +18,7 @@ from metabo.space import Objective, OutcomeConstraint, Parameter, Space, SpaceEr
 from metabo.warp import OutputWarp
 
 
-def known_prior(lengthscale=0.3):
+def known_prior(lengthscale=0.3, direction="maximize"):
     """A fixed GP prior (constant mean 0, Matern 5/2) standing in for a pre-trained one, so these
     tests need no fitting: what the designer needs of a Prior is model, params and warp."""
     from types import SimpleNamespace
@@ -26,7 +26,8 @@ def known_prior(lengthscale=0.3):
     from metabo.bench.synthetic import true_gp
 
     model, params = true_gp(2, mean=0.0, lengthscale=lengthscale, signal=1.0, noise=1e-4)
-    return SimpleNamespace(model=model, params=params, warp={"kind": "standardize"})
+    space = Space((Parameter("a"), Parameter("b")), Objective("f", direction))
+    return SimpleNamespace(model=model, params=params, warp={"kind": "standardize"}, space=space, digest=direction)
 
 
 def two_objective_space(constraints=()):
@@ -198,3 +199,47 @@ def test_designer_rejects_bad_input():
         )
     with pytest.raises(ValueError, match="one per objective"):
         MultiDesigner(two_objective_space(), priors=[None])
+
+
+# ---- the Optimizer -------------------------------------------------------------------------
+def test_optimizer_multi_objective_ask_tell_resume(tmp_path):
+    from metabo.bo.optimizer import Optimizer, TellError
+
+    space = Space(
+        (Parameter("a"), Parameter("b")),
+        objectives=(Objective("err", "minimize"), Objective("cost", "minimize")),
+        constraints=(OutcomeConstraint("cost", "<=", 0.6),),
+    )
+    pool = np.random.default_rng(6).random((80, 2))
+    state = tmp_path / "run.json"
+    priors = {"err": known_prior(direction="minimize"), "cost": known_prior(direction="minimize")}
+
+    def measure(a, b):
+        return {"err": (a - 0.8) ** 2 + (b - 0.3) ** 2, "cost": a}
+
+    opt = Optimizer(space, prior=priors, seed=2, state=state, candidates=pool)
+    for _ in range(6):
+        config = opt.ask()
+        opt.tell(config, measure(**config))
+    with pytest.raises(TellError, match="needs a value for 'cost'"):
+        opt.tell(opt.trials[0].config, {"err": 0.1})
+    with pytest.raises(ValueError, match="no single best"):
+        opt.best
+    frame = opt.trials_dataframe()
+    assert list(frame.columns[-4:]) == ["err", "cost", "status", "pareto"]
+    front = opt.pareto_front
+    # The front by hand: feasible (cost <= 0.6) trials not dominated in (err, cost).
+    values = np.array([[t.value["err"], t.value["cost"]] for t in opt.trials])
+    feasible = values[:, 1] <= 0.6
+    hand = [
+        i
+        for i in np.flatnonzero(feasible)
+        if not any(np.all(values[j] <= values[i]) and np.any(values[j] < values[i]) for j in np.flatnonzero(feasible))
+    ]
+    assert sorted(opt.trials.index(t) for t in front) == hand
+    # Resuming continues exactly as the uninterrupted run would.
+    nxt = opt.ask()
+    again = Optimizer(space, prior=priors, seed=2, state=state, candidates=pool)
+    assert len(again.trials) == 6 and again.ask() == nxt
+    failed = again.tell(nxt, status="failed")
+    assert failed.value is None and len(Optimizer(space, prior=priors, state=state).trials) == 7
