@@ -30,6 +30,8 @@ parser.add_argument("--pretrain-steps", type=int, default=150)
 parser.add_argument("--methods", default="metabo,random,optuna-nsga2,optuna-tpe,optuna-gp")
 parser.add_argument("--gp-seeds", type=int, default=None, help="seeds for optuna-gp (slow); default --seeds")
 parser.add_argument("--out", default="experiments/results/multi")
+parser.add_argument("--reuse", help="a curves.csv of an earlier run: its methods not in --methods are kept")
+parser.add_argument("--label", help="rename --methods' single method to this in the table (for ablations)")
 args = parser.parse_args()
 
 frame = pd.read_parquet("data/pd1_mini.parquet")
@@ -42,8 +44,13 @@ for name in methods:
     seeds = range(args.gp_seeds if (name == "optuna-gp" and args.gp_seeds) else args.seeds)
     parts.append(run_benchmark(frame, tasks, list(seeds), args.budget, [name], args.pretrain_steps))
 curves = pd.concat(parts, ignore_index=True)
+if args.label:
+    curves["method"] = args.label
+if args.reuse:
+    earlier = pd.read_csv(args.reuse)
+    curves = pd.concat([earlier[~earlier["method"].isin(curves["method"].unique())], curves], ignore_index=True)
 os.makedirs("runs/multi", exist_ok=True)
-curves.to_csv("runs/multi/curves.csv", index=False)
+curves.to_csv(os.path.join("runs/multi", "curves.csv" if not args.label else f"curves-{args.label}.csv"), index=False)
 table = summary(curves, args.budget)
 os.makedirs(args.out, exist_ok=True)
 seconds = curves.groupby("method")["seconds"].mean()

@@ -18,7 +18,10 @@ Pieces (pure functions on NumPy arrays):
 The designer (``MultiDesigner``) holds one ``metabo.bo.designer.Designer`` per objective and per
 constrained metric that is not an objective, each with its own prior (or none: single-task GP),
 its own output warp and failure handling, so every per-objective model is exactly the single-
-objective BO core's. It combines their posteriors (independent across objectives) in warped units:
+objective BO core's. It combines their posteriors (independent across objectives); posterior
+draws are mapped back through each objective's output warp (``unwarp``), so the hypervolume it
+improves is the one in score units that the user sees (a quantile warp would otherwise stretch a
+crowd of equally bad trials into a wide stretch of front):
   - ``"ehvi"`` (2 objectives, the default there): expected hypervolume improvement over the
     feasible observed front, by Monte Carlo over ``num_samples`` posterior draws with common
     random numbers (the same standard-normal draws at every candidate, so the acquisition is a
@@ -30,9 +33,8 @@ objective BO core's. It combines their posteriors (independent across objectives
   - Outcome constraints (``metric <= bound`` / ``>= bound``): the acquisition is multiplied by the
     probability of feasibility under each metric's GP (the bound mapped into that GP's warped
     units); only feasible observed trials form the front.
-  - Reference point: per objective, the worst observed warped score minus a tenth of the observed
-    range (the warped scores of a quantile warp are normal scores; the margin lets the extreme
-    points of the front count).
+  - Reference point: per objective, the worst observed score minus a tenth of the observed
+    range (the margin lets the extreme points of the front count).
   - Initial points (no prior for some objective, fewer than ``num_initial`` trials): quasi-random,
     like the single-objective core. Pending and batch points: constant liar per objective (the
     worst successful score), so batches spread out.
@@ -188,6 +190,27 @@ def warp_value(warp: OutputWarp, value: float, scores) -> float:
     return float(np.interp(value, xs, ws))
 
 
+def unwarp(warp: OutputWarp, warped, scores) -> np.ndarray:
+    """Warped values [...] back to score units for ``warp`` fitted on one task's ``scores`` [n]:
+    ``OutputWarp.inverse``, but beyond the task's range the quantile warp's map continues with
+    the slope of a standardization (as in ``warp_value``), so a draw above the best observed
+    score stays above it. With no finite score the values are returned as they are."""
+    w = np.asarray(warped, dtype=np.float64)
+    y = np.asarray(scores, dtype=np.float64)
+    y = y[np.isfinite(y)]
+    if warp.kind == "none" or y.size == 0:
+        return w.copy()
+    scale = float(np.std(y)) if y.size > 1 else 1.0
+    scale = scale if scale > 1e-12 * max(1.0, abs(float(np.mean(y)))) else 1.0
+    if warp.kind == "standardize" or np.unique(y).size < 2:
+        return w * scale + float(np.mean(y))
+    values, first = np.unique(y, return_index=True)
+    levels = normal_scores(y)[first]  # ties share one warped value
+    out = np.interp(w, levels, values)
+    out = np.where(w < levels[0], values[0] - (levels[0] - w) * scale, out)
+    return np.where(w > levels[-1], values[-1] + (w - levels[-1]) * scale, out)
+
+
 def constraint_objective(constraint: OutcomeConstraint) -> Objective:
     """The score of a constrained metric that is not an objective: maximized when feasibility is
     ``>= bound``, minimized when ``<= bound``, so feasible always means score >= bound's score."""
@@ -207,6 +230,9 @@ class MultiDesigner:
       seed, candidates [m, d], num_initial, fit_steps, fit_restarts, warp: as in ``Designer``.
       num_samples: Monte Carlo posterior draws per suggestion.
       num_sweep: points of the quasi-random sweep on the box.
+      hv_units: where hypervolume is measured: ``"scores"`` (default; the posterior draws are
+        mapped back through each objective's warp, so EHVI improves the front the user sees) or
+        ``"warped"`` (each GP's own units; measured worse, experiments/ABLATIONS.md).
     """
 
     def __init__(
@@ -224,6 +250,7 @@ class MultiDesigner:
         warp: OutputWarp | str | None = None,
         num_samples: int = 128,
         num_sweep: int = 2048,
+        hv_units: str = "scores",
     ):
         self.space = space
         self.objectives = tuple(space.objectives)
@@ -242,6 +269,9 @@ class MultiDesigner:
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.seed = int(seed)
         self.num_samples, self.num_sweep = int(num_samples), int(num_sweep)
+        if hv_units not in ("scores", "warped"):
+            raise ValueError(f"hv_units must be 'scores' or 'warped', got {hv_units!r}")
+        self.hv_units = hv_units
         if self.num_samples < 1 or self.num_sweep < 1:
             raise ValueError("num_samples and num_sweep must be positive")
 
@@ -437,13 +467,24 @@ class MultiDesigner:
         means, stds = np.stack(means, axis=1), np.stack(stds, axis=1)  # [m, k + c]
         warped = np.stack(warped, axis=1)  # [n, k + c]
         k = len(self.objectives)
+        z = rng.standard_normal((self.num_samples, 1, k))
+        draws = means[None, :, :k] + stds[None, :, :k] * z  # [S, m, k], common random numbers
+        if self.hv_units == "scores":
+            # The hypervolume the user sees is in score units: the draws go back through each
+            # objective's warp (fitted on its told scores, fantasies included).
+            told_all = [np.concatenate([told[:, j], np.full(len(fantasy_x), np.nanmin(told[:, j]))])
+                        if np.isfinite(told[:, j]).any() else told[:, j] for j in range(k)]
+            draws = np.stack([unwarp(designers[j].warp, draws[..., j], told_all[j]) for j in range(k)], axis=-1)
+            observed = self.scores
+        else:
+            observed = warped[:, :k]
         feasibility = np.ones(len(pool))
         for c in self.constraints:
             index, sign, bound = self._constraint(c)
             # The bound in the metric GP's warped units (the warp is increasing).
             threshold = warp_value(designers[index].warp, bound, told[:, index])
             feasibility *= _normal_cdf(sign * (means[:, index] - threshold) / stds[:, index])
-        values = self._acquisition(means[:, :k], stds[:, :k], warped[:, :k], rng) * feasibility
+        values = self._acquisition(draws, observed, rng) * feasibility
         values = np.where(free, values, -np.inf)
         if not np.any(values > 0):
             # No candidate improves in any draw (or none can be feasible): the most probably
@@ -452,22 +493,19 @@ class MultiDesigner:
             return pool[order[-1]]
         return pool[int(np.argmax(values))]
 
-    def _acquisition(self, mean, std, warped, rng) -> np.ndarray:
-        """Monte Carlo EHVI or ParEGO at the pool: mean, std [m, k] -> [m] (>= 0)."""
-        k = mean.shape[1]
-        z = rng.standard_normal((self.num_samples, 1, k))
-        draws = mean[None] + std[None] * z  # [S, m, k], common random numbers across the pool
+    def _acquisition(self, draws, told, rng) -> np.ndarray:
+        """Monte Carlo EHVI or ParEGO at the pool from posterior draws [S, m, k] and the told
+        objective values [n, k] in the same units (NaN: failed) -> [m] (>= 0)."""
+        k = draws.shape[-1]
         feasible = self.feasible()
-        observed = warped[np.all(np.isfinite(warped), axis=1)]
-        if len(observed):
-            ref = reference_point(observed)
-        else:  # nothing observed yet: below the prior's predictions at the pool
-            ref = reference_point(mean - 2.0 * std)
-        front = warped[feasible]
+        observed = told[np.all(np.isfinite(told), axis=1)]
+        # Nothing observed yet: a reference below the draws at the pool.
+        ref = reference_point(observed if len(observed) else np.min(draws, axis=0))
+        front = told[feasible]
         if self.acquisition == "ehvi":
             return np.mean(hypervolume_improvement_2d(draws, front, ref), axis=0)
         weights = rng.dirichlet(np.ones(k))
-        top = np.max(observed, axis=0) if len(observed) else np.max(mean, axis=0)
+        top = np.max(observed, axis=0) if len(observed) else np.max(np.mean(draws, axis=0), axis=0)
         scale = np.where(top - ref > 0, top - ref, 1.0)
         scalarized = chebyshev((draws - top) / scale, weights)  # [S, m]
         best = float(np.max(chebyshev((front - top) / scale, weights))) if len(front) else -np.inf
@@ -509,5 +547,6 @@ __all__ = [
     "pareto_front",
     "pareto_mask",
     "reference_point",
+    "unwarp",
     "warp_value",
 ]

@@ -109,6 +109,19 @@ def test_chebyshev_hand_value():
     assert chebyshev(np.array([-0.2, -0.8]), np.array([0.5, 0.5])) == pytest.approx(-0.425)
 
 
+def test_unwarp_inverts_the_warp_inside_and_beyond_the_range():
+    from metabo.bo.multi import unwarp
+
+    scores = np.array([0.3, 1.0, 1.0, 2.5, 4.0, np.nan])
+    for kind in ("none", "standardize", "quantile"):
+        warp = OutputWarp(kind)
+        warped = warp(scores)
+        ok = np.isfinite(scores)
+        assert np.allclose(unwarp(warp, warped[ok], scores), scores[ok])
+        for value in (-2.0, 1.7, 6.0):  # below, inside (between observations), above the range
+            assert unwarp(warp, warp_value(warp, value, scores), scores) == pytest.approx(value)
+
+
 def test_warp_value_forward_of_inverse():
     scores = np.array([0.3, 1.0, 2.5, 4.0, np.nan])
     for kind in ("none", "standardize", "quantile"):
