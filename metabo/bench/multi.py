@@ -78,12 +78,15 @@ def pretrain_priors(frame: pd.DataFrame, space: Space, heldout: str, steps: int,
     return priors
 
 
-def run_benchmark(frame, tasks, seeds, budget: int, methods, pretrain_steps: int = 150, log=print) -> pd.DataFrame:
+def run_benchmark(
+    frame, tasks, seeds, budget: int, methods, pretrain_steps: int = 150, log=print, metabo_options=None
+) -> pd.DataFrame:
     """Curves of every method on every (task, seed): a long frame (method, task, seed, step, hv)
     and the chosen pool indices (``indices`` column on step 1 rows, for plots).
 
     methods: names among ``random``, ``metabo``, ``metabo-no-prior``, ``optuna-nsga2``,
-    ``optuna-tpe``, ``optuna-gp``.
+    ``optuna-tpe``, ``optuna-gp``; ``metabo_options``: extra ``MultiDesigner`` arguments for the
+    metabo methods (e.g. ``{"hv_units": "warped"}``, ``{"acquisition": "parego"}``).
     """
     from metabo.baselines.multi import MultiMetabo, MultiOptuna, MultiRandom
 
@@ -101,9 +104,9 @@ def run_benchmark(frame, tasks, seeds, budget: int, methods, pretrain_steps: int
                 if name == "random":
                     method = MultiRandom(space, seed)
                 elif name == "metabo":
-                    method = MultiMetabo(space, seed, priors=priors)
+                    method = MultiMetabo(space, seed, priors=priors, **(metabo_options or {}))
                 elif name == "metabo-no-prior":
-                    method = MultiMetabo(space, seed, priors=None, fit_steps=100, fit_restarts=2)
+                    method = MultiMetabo(space, seed, priors=None, fit_steps=100, fit_restarts=2, **(metabo_options or {}))
                 elif name.startswith("optuna-"):
                     method = MultiOptuna(space, seed, sampler=name.removeprefix("optuna-"))
                 else:

@@ -35,10 +35,13 @@ def objective(trial):
     return (x - 0.2) ** 2 + (y - 0.2) ** 2, (x - 0.8) ** 2 + (y - 0.8) ** 2
 
 
-def test_multi_objective_study_beats_random_hypervolume():
+@pytest.mark.parametrize("finite", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_multi_objective_study_beats_random_hypervolume(finite):
     """Seeded: 15 trials on two competing quadratics reach a larger hypervolume (reference (1, 1)
-    on the minimized values) than the median of 10 random 15-trial studies; trials are distinct."""
-    sampler = PretrainedGPSampler([make_prior("a"), make_prior("b")], seed=0)
+    on the minimized values) than the median of 10 random 15-trial studies; trials are distinct.
+    On a finite candidate set (fast) and on the box."""
+    candidates = np.random.default_rng(0).random((300, 2)) if finite else None
+    sampler = PretrainedGPSampler([make_prior("a"), make_prior("b")], seed=0, candidates=candidates)
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
     study.optimize(objective, n_trials=15)
     values = np.array([t.values for t in study.trials])
