@@ -28,9 +28,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from metabo.bench.multi import markdown_table, plot, run_benchmark, summary  # noqa: E402
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--tasks", type=int, default=7, help="held-out tasks (every other task of the sorted list)")
+parser.add_argument(
+    "--tasks", type=int, default=7, help="held-out tasks (every other task of the sorted list)"
+)
 parser.add_argument("--offset", type=int, default=0, help="1: the other half of the tasks")
-parser.add_argument("--plot-task", default=None, help="the task whose fronts are plotted (default: the first)")
+parser.add_argument(
+    "--plot-task", default=None, help="the task whose fronts are plotted (default: the first)"
+)
 parser.add_argument("--seeds", type=int, default=3)
 parser.add_argument("--budget", type=int, default=50)
 parser.add_argument("--pretrain-steps", type=int, default=150)
@@ -39,8 +43,12 @@ parser.add_argument("--gp-seeds", type=int, default=None, help="seeds for optuna
 parser.add_argument("--out", default="experiments/results/multi")
 parser.add_argument("--reuse", help="a curves.csv of an earlier run: its methods not in --methods are kept")
 parser.add_argument("--label", help="rename --methods' single method to this in the table (for ablations)")
-parser.add_argument("--hv-units", choices=("scores", "warped"), default="scores", help="metabo's EHVI units (ablation)")
-parser.add_argument("--acquisition", choices=("ehvi", "parego"), default=None, help="metabo's acquisition (ablation)")
+parser.add_argument(
+    "--hv-units", choices=("scores", "warped"), default="scores", help="metabo's EHVI units (ablation)"
+)
+parser.add_argument(
+    "--acquisition", choices=("ehvi", "parego"), default=None, help="metabo's acquisition (ablation)"
+)
 parser.add_argument("--from-curves", nargs="+", help="tabulate and plot these curves.csv files (no runs)")
 args = parser.parse_args()
 
@@ -57,13 +65,19 @@ if args.from_curves:
 for name in methods:
     seeds = range(args.gp_seeds if (name == "optuna-gp" and args.gp_seeds) else args.seeds)
     options = {"hv_units": args.hv_units, "acquisition": args.acquisition}
-    parts.append(run_benchmark(frame, tasks, list(seeds), args.budget, [name], args.pretrain_steps, metabo_options=options))
+    parts.append(
+        run_benchmark(
+            frame, tasks, list(seeds), args.budget, [name], args.pretrain_steps, metabo_options=options
+        )
+    )
 curves = pd.concat(parts, ignore_index=True)
 if args.label:
     curves["method"] = args.label
 if args.reuse:
     earlier = pd.read_csv(args.reuse)
-    curves = pd.concat([earlier[~earlier["method"].isin(curves["method"].unique())], curves], ignore_index=True)
+    curves = pd.concat(
+        [earlier[~earlier["method"].isin(curves["method"].unique())], curves], ignore_index=True
+    )
 os.makedirs("runs/multi", exist_ok=True)
 if args.from_curves:
     name = "curves-combined.csv"
@@ -79,7 +93,11 @@ text = (
     f"Normalized hypervolume (mean over {len(tasks)} held-out pd1_mini tasks x {args.seeds} seeds; "
     f"objectives: validation error and best_index, both minimized), `python experiments/multi_objective.py "
     + " ".join(sys.argv[1:])
-    + ("` (tabulated from earlier runs)" if args.from_curves else f"`, {time.perf_counter() - start:.0f} s in all")
+    + (
+        "` (tabulated from earlier runs)"
+        if args.from_curves
+        else f"`, {time.perf_counter() - start:.0f} s in all"
+    )
     + f".\n\nTasks: {', '.join(tasks)}\n\n"
     + markdown_table(table)
     + "\n\nMean seconds per search of "

@@ -42,14 +42,25 @@ class MultiMetabo:
         from metabo.bo.multi import MultiDesigner
 
         self.name = "metabo" if priors is not None else "metabo-no-prior"
-        self._space, self._seed, self._priors, self._acq, self._options = space, seed, priors, acquisition, options
+        self._space, self._seed, self._priors, self._acq, self._options = (
+            space,
+            seed,
+            priors,
+            acquisition,
+            options,
+        )
         self._designer = None
         self._make = MultiDesigner
 
     def propose(self, x_obs, y_obs, candidates, observed) -> int:
         if self._designer is None:
             self._designer = self._make(
-                self._space, self._priors, acquisition=self._acq, seed=self._seed, candidates=candidates, **self._options
+                self._space,
+                self._priors,
+                acquisition=self._acq,
+                seed=self._seed,
+                candidates=candidates,
+                **self._options,
             )
         self._designer.update(x_obs, y_obs, excluded=candidates[np.asarray(observed, dtype=bool)])
         return self._designer.suggest_indices(1)[0]

@@ -106,7 +106,9 @@ def run_benchmark(
                 elif name == "metabo":
                     method = MultiMetabo(space, seed, priors=priors, **(metabo_options or {}))
                 elif name == "metabo-no-prior":
-                    method = MultiMetabo(space, seed, priors=None, fit_steps=100, fit_restarts=2, **(metabo_options or {}))
+                    method = MultiMetabo(
+                        space, seed, priors=None, fit_steps=100, fit_restarts=2, **(metabo_options or {})
+                    )
                 elif name.startswith("optuna-"):
                     method = MultiOptuna(space, seed, sampler=name.removeprefix("optuna-"))
                 else:
@@ -116,9 +118,20 @@ def run_benchmark(
                 seconds = time.perf_counter() - start
                 curve = normalized_hv_curve(scores[chosen], scores)
                 for step, hv in enumerate(curve, start=1):
-                    rows.append({"method": name, "task": task, "seed": seed, "step": step, "hv": hv,
-                                 "index": int(chosen[step - 1]), "seconds": seconds})
-                log(f"{task} {name} seed {seed}: hv@10 {curve[9]:.3f} hv@{len(curve)} {curve[-1]:.3f} ({seconds:.1f} s)")
+                    rows.append(
+                        {
+                            "method": name,
+                            "task": task,
+                            "seed": seed,
+                            "step": step,
+                            "hv": hv,
+                            "index": int(chosen[step - 1]),
+                            "seconds": seconds,
+                        }
+                    )
+                log(
+                    f"{task} {name} seed {seed}: hv@10 {curve[9]:.3f} hv@{len(curve)} {curve[-1]:.3f} ({seconds:.1f} s)"
+                )
     return pd.DataFrame(rows)
 
 
@@ -136,8 +149,16 @@ def summary(curves: pd.DataFrame, budget: int = 50, reference: str = "random") -
     out = []
     for method, row in mean.iterrows():
         needed = evaluations_to_reach(row.to_numpy(), target)
-        out.append({"method": method, "hv@10": row[10], "hv@25": row[25], f"hv@{budget}": row[budget],
-                    f"evals to random's hv@{budget}": needed, "ratio": budget / needed})
+        out.append(
+            {
+                "method": method,
+                "hv@10": row[10],
+                "hv@25": row[25],
+                f"hv@{budget}": row[budget],
+                f"evals to random's hv@{budget}": needed,
+                "ratio": budget / needed,
+            }
+        )
     return pd.DataFrame(out).sort_values(f"hv@{budget}", ascending=False).reset_index(drop=True)
 
 
@@ -145,13 +166,19 @@ def markdown_table(table: pd.DataFrame) -> str:
     columns = list(table.columns)
     lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
     for _, row in table.iterrows():
-        cells = [f"{v:.3f}" if isinstance(v, float) and np.isfinite(v) and c.startswith("hv") else
-                 (f"{v:.1f}" if isinstance(v, float) and np.isfinite(v) else str(v)) for c, v in row.items()]
+        cells = [
+            f"{v:.3f}"
+            if isinstance(v, float) and np.isfinite(v) and c.startswith("hv")
+            else (f"{v:.1f}" if isinstance(v, float) and np.isfinite(v) else str(v))
+            for c, v in row.items()
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot(curves: pd.DataFrame, frame: pd.DataFrame, task: str, path: str, budget: int = 50, seed: int = 0) -> None:
+def plot(
+    curves: pd.DataFrame, frame: pd.DataFrame, task: str, path: str, budget: int = 50, seed: int = 0
+) -> None:
     """Two panels: mean normalized HV against evaluations for every method, and one task's pool
     with its Pareto front and the fronts each method found in ``budget`` evaluations."""
     import matplotlib
@@ -174,15 +201,29 @@ def plot(curves: pd.DataFrame, frame: pd.DataFrame, task: str, path: str, budget
     right.scatter(values[:, 0], values[:, 1], s=8, color="lightgrey", label="pool")
     front = pareto_mask(scores)
     order = np.argsort(values[front, 0])
-    right.step(values[front, 0][order], values[front, 1][order], where="post", color="black", lw=1, label="pool's front")
+    right.step(
+        values[front, 0][order],
+        values[front, 1][order],
+        where="post",
+        color="black",
+        lw=1,
+        label="pool's front",
+    )
     for method in mean.index:
-        picked = curves[(curves.method == method) & (curves.task == task) & (curves.seed == seed) & (curves.step <= budget)]
+        picked = curves[
+            (curves.method == method)
+            & (curves.task == task)
+            & (curves.seed == seed)
+            & (curves.step <= budget)
+        ]
         chosen = picked["index"].to_numpy()
         if not len(chosen):
             continue
         mine = chosen[pareto_mask(scores[chosen])]
         order = np.argsort(values[mine, 0])
-        right.step(values[mine, 0][order], values[mine, 1][order], where="post", marker="o", ms=4, label=method)
+        right.step(
+            values[mine, 0][order], values[mine, 1][order], where="post", marker="o", ms=4, label=method
+        )
     right.set_xscale("log")
     right.set_xlabel("validation error (best over training)")
     right.set_ylabel("best_index (evaluation of the best error, 0-9)")

@@ -261,9 +261,13 @@ class MultiDesigner:
         name = acquisition if acquisition is not None else ("ehvi" if k == 2 else "parego")
         name = str(name).lower()
         if name not in MULTI_ACQUISITIONS:
-            raise ValueError(f"unknown multi-objective acquisition {acquisition!r}; expected one of {MULTI_ACQUISITIONS}")
+            raise ValueError(
+                f"unknown multi-objective acquisition {acquisition!r}; expected one of {MULTI_ACQUISITIONS}"
+            )
         if name == "ehvi" and k != 2:
-            raise ValueError(f"acquisition 'ehvi' needs exactly 2 objectives (this study has {k}); use 'parego'")
+            raise ValueError(
+                f"acquisition 'ehvi' needs exactly 2 objectives (this study has {k}); use 'parego'"
+            )
         self.acquisition = name
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"seed must be an integer, got {seed!r}")
@@ -313,7 +317,9 @@ class MultiDesigner:
         if candidates is not None:
             candidates = np.asarray(candidates, dtype=np.float64)
         self.candidates = candidates
-        self.update(np.zeros((0, space.dim)), np.zeros((0, k)), metrics=np.zeros((0, len(self.metric_columns))))
+        self.update(
+            np.zeros((0, space.dim)), np.zeros((0, k)), metrics=np.zeros((0, len(self.metric_columns)))
+        )
 
     # ---- history --------------------------------------------------------------------------
     def update(self, x, scores, metrics=None, pending=None, excluded=None) -> None:
@@ -338,8 +344,12 @@ class MultiDesigner:
         self.metrics = np.asarray(metrics, dtype=np.float64).reshape(len(self.x), c)
         if len(self.metrics) != len(self.x):
             raise ValueError(f"{len(self.x)} points but {len(self.metrics)} metric rows")
-        self.pending = np.zeros((0, d)) if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, d)
-        self.excluded = np.zeros((0, d)) if excluded is None else np.asarray(excluded, dtype=np.float64).reshape(-1, d)
+        self.pending = (
+            np.zeros((0, d)) if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, d)
+        )
+        self.excluded = (
+            np.zeros((0, d)) if excluded is None else np.asarray(excluded, dtype=np.float64).reshape(-1, d)
+        )
 
     @property
     def issued(self) -> int:
@@ -393,7 +403,9 @@ class MultiDesigner:
         )
         chosen: list[np.ndarray] = []
         for i in range(count):
-            taken = np.concatenate([self.x, self.pending, self.excluded, np.reshape(chosen, (-1, self.space.dim))])
+            taken = np.concatenate(
+                [self.x, self.pending, self.excluded, np.reshape(chosen, (-1, self.space.dim))]
+            )
             if not ready or self.issued + i < self.num_initial:
                 chosen.append(self._initial_point(self.issued + i, taken))
             else:
@@ -415,7 +427,9 @@ class MultiDesigner:
             if free.size == 0:
                 from metabo.bo.maximize import AllObservedError
 
-                raise AllObservedError(f"all {len(self.candidates)} candidates have been observed or are pending")
+                raise AllObservedError(
+                    f"all {len(self.candidates)} candidates have been observed or are pending"
+                )
             return self.candidates[int(np.random.default_rng([self.seed, index]).choice(free))]
         for offset in range(1000):
             i = index + offset
@@ -472,9 +486,15 @@ class MultiDesigner:
         if self.hv_units == "scores":
             # The hypervolume the user sees is in score units: the draws go back through each
             # objective's warp (fitted on its told scores, fantasies included).
-            told_all = [np.concatenate([told[:, j], np.full(len(fantasy_x), np.nanmin(told[:, j]))])
-                        if np.isfinite(told[:, j]).any() else told[:, j] for j in range(k)]
-            draws = np.stack([unwarp(designers[j].warp, draws[..., j], told_all[j]) for j in range(k)], axis=-1)
+            told_all = [
+                np.concatenate([told[:, j], np.full(len(fantasy_x), np.nanmin(told[:, j]))])
+                if np.isfinite(told[:, j]).any()
+                else told[:, j]
+                for j in range(k)
+            ]
+            draws = np.stack(
+                [unwarp(designers[j].warp, draws[..., j], told_all[j]) for j in range(k)], axis=-1
+            )
             observed = self.scores
         else:
             observed = warped[:, :k]

@@ -8,7 +8,9 @@ from metabo.baselines.multi import MultiOptuna, MultiRandom
 from metabo.bench.multi import evaluations_to_reach, normalized_hv_curve, run_method, summary
 from metabo.space import Objective, Parameter, Space
 
-SPACE = Space((Parameter("a"), Parameter("b")), objectives=(Objective("f", "maximize"), Objective("g", "maximize")))
+SPACE = Space(
+    (Parameter("a"), Parameter("b")), objectives=(Objective("f", "maximize"), Objective("g", "maximize"))
+)
 
 
 def test_normalized_hv_curve_hand_computation():
@@ -25,8 +27,11 @@ def test_evaluations_to_reach_and_summary():
     assert evaluations_to_reach(np.array([0.1, 0.2]), 0.5) == float("inf")
     steps = np.arange(1, 51)
     curves = pd.DataFrame(
-        {"method": ["random"] * 50 + ["fast"] * 50, "step": np.concatenate([steps, steps]),
-         "hv": np.concatenate([steps / 50, np.minimum(1.0, steps / 10)])}
+        {
+            "method": ["random"] * 50 + ["fast"] * 50,
+            "step": np.concatenate([steps, steps]),
+            "hv": np.concatenate([steps / 50, np.minimum(1.0, steps / 10)]),
+        }
     )
     table = summary(curves, 50).set_index("method")
     # random reaches 1.0 at 50; "fast" reaches it at 10: ratio 5.
@@ -34,7 +39,10 @@ def test_evaluations_to_reach_and_summary():
     assert table.loc["random", "ratio"] == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("method", [MultiRandom(SPACE, 0), MultiOptuna(SPACE, 0, sampler="nsga2"), MultiOptuna(SPACE, 0, sampler="tpe")])
+@pytest.mark.parametrize(
+    "method",
+    [MultiRandom(SPACE, 0), MultiOptuna(SPACE, 0, sampler="nsga2"), MultiOptuna(SPACE, 0, sampler="tpe")],
+)
 def test_methods_pick_distinct_pool_points(method):
     pool = np.random.default_rng(0).random((40, 2))
     scores = np.stack([-np.sum((pool - 0.2) ** 2, 1), -np.sum((pool - 0.8) ** 2, 1)], axis=1)

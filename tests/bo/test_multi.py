@@ -27,7 +27,9 @@ def known_prior(lengthscale=0.3, direction="maximize"):
 
     model, params = true_gp(2, mean=0.0, lengthscale=lengthscale, signal=1.0, noise=1e-4)
     space = Space((Parameter("a"), Parameter("b")), Objective("f", direction))
-    return SimpleNamespace(model=model, params=params, warp={"kind": "standardize"}, space=space, digest=direction)
+    return SimpleNamespace(
+        model=model, params=params, warp={"kind": "standardize"}, space=space, digest=direction
+    )
 
 
 def two_objective_space(constraints=()):
@@ -101,7 +103,9 @@ def test_hypervolume_improvement_2d_matches_difference_of_volumes():
     expected = [hypervolume(np.vstack([front, p]), ref) - base for p in points]
     assert np.allclose(hypervolume_improvement_2d(points, front, ref), expected, atol=1e-12)
     # Empty front: the box [ref, p].
-    assert hypervolume_improvement_2d(np.array([[1.0, 2.0]]), np.zeros((0, 2)), [0, 0])[0] == pytest.approx(2.0)
+    assert hypervolume_improvement_2d(np.array([[1.0, 2.0]]), np.zeros((0, 2)), [0, 0])[0] == pytest.approx(
+        2.0
+    )
 
 
 def test_chebyshev_hand_value():
@@ -165,7 +169,14 @@ def test_designer_beats_random_on_toy_pool(acquisition, with_prior):
     ref = np.array([-1.0, -1.0])
     priors = [known_prior(), known_prior()] if with_prior else None
     designer = MultiDesigner(
-        two_objective_space(), priors, acquisition=acquisition, seed=0, candidates=pool, num_initial=4, fit_steps=60, fit_restarts=1
+        two_objective_space(),
+        priors,
+        acquisition=acquisition,
+        seed=0,
+        candidates=pool,
+        num_initial=4,
+        fit_steps=60,
+        fit_restarts=1,
     )
     x = run(designer, 16)
     assert len(np.unique(x, axis=0)) == 16
@@ -208,7 +219,8 @@ def test_designer_batch_is_distinct_and_seeded():
 def test_designer_rejects_bad_input():
     with pytest.raises(ValueError, match="exactly 2 objectives"):
         MultiDesigner(
-            Space((Parameter("a"),), objectives=(Objective("f"), Objective("g"), Objective("h"))), acquisition="ehvi"
+            Space((Parameter("a"),), objectives=(Objective("f"), Objective("g"), Objective("h"))),
+            acquisition="ehvi",
         )
     with pytest.raises(ValueError, match="one per objective"):
         MultiDesigner(two_objective_space(), priors=[None])
@@ -237,7 +249,7 @@ def test_optimizer_multi_objective_ask_tell_resume(tmp_path):
     with pytest.raises(TellError, match="needs a value for 'cost'"):
         opt.tell(opt.trials[0].config, {"err": 0.1})
     with pytest.raises(ValueError, match="no single best"):
-        opt.best
+        _ = opt.best
     frame = opt.trials_dataframe()
     assert list(frame.columns[-4:]) == ["err", "cost", "status", "pareto"]
     front = opt.pareto_front
@@ -247,7 +259,9 @@ def test_optimizer_multi_objective_ask_tell_resume(tmp_path):
     hand = [
         i
         for i in np.flatnonzero(feasible)
-        if not any(np.all(values[j] <= values[i]) and np.any(values[j] < values[i]) for j in np.flatnonzero(feasible))
+        if not any(
+            np.all(values[j] <= values[i]) and np.any(values[j] < values[i]) for j in np.flatnonzero(feasible)
+        )
     ]
     assert sorted(opt.trials.index(t) for t in front) == hand
     # Resuming continues exactly as the uninterrupted run would.

@@ -49,7 +49,11 @@ def test_suggest_multi_objective_prints_distinct_new_configurations(files, capsy
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert len(lines) == 2 and lines[0] != lines[1]
     for config in lines:
-        assert set(config) == {"lr", "width"} and 1e-4 <= config["lr"] <= 1.0 and isinstance(config["width"], int)
+        assert (
+            set(config) == {"lr", "width"}
+            and 1e-4 <= config["lr"] <= 1.0
+            and isinstance(config["width"], int)
+        )
 
 
 def test_suggest_multi_objective_errors(files, capsys):

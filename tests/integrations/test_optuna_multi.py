@@ -27,7 +27,11 @@ def make_prior(column):
     model = GPModel(mean="constant", kernel="matern52")
     params = model.init(jax.random.key(0), 2)
     params = model.with_hyper(params, lengthscale=np.array([0.3, 0.3]), signal=1.0, noise=1e-4)
-    return FakePrior(model, params._replace(mean_constant=np.asarray(0.0)), Space(PARAMETERS, Objective(column, "minimize")))
+    return FakePrior(
+        model,
+        params._replace(mean_constant=np.asarray(0.0)),
+        Space(PARAMETERS, Objective(column, "minimize")),
+    )
 
 
 def objective(trial):
@@ -49,7 +53,9 @@ def test_multi_objective_study_beats_random_hypervolume(finite):
     mine = hypervolume(-values, [-1.0, -1.0])
     randoms = []
     for seed in range(10):
-        rnd = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=seed))
+        rnd = optuna.create_study(
+            directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=seed)
+        )
         rnd.optimize(objective, n_trials=15)
         randoms.append(hypervolume(-np.array([t.values for t in rnd.trials]), [-1.0, -1.0]))
     assert mine > np.median(randoms)
