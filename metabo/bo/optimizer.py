@@ -359,8 +359,9 @@ class Optimizer:
 
     def plot_history(self, path: str | os.PathLike | None = None):
         """The optimization history: each trial's value and the best so far, against the trial
-        number (failures marked at the bottom). Writes a PNG to ``path`` if given; returns the
-        matplotlib Figure."""
+        number (failures marked at the bottom); multi-objective: the trials in the plane of the
+        first two objectives with the Pareto front. Writes a PNG to ``path`` if given; returns
+        the matplotlib Figure."""
         import matplotlib
 
         if path is not None:
@@ -371,6 +372,21 @@ class Optimizer:
         column = self.space.objective.column
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
         ok = frame["status"] == "ok"
+        if self.multi:  # the first two objectives' values, the Pareto front joined
+            first, second = (o.column for o in (self.space.objectives * 2)[:2])
+            ax.scatter(frame.loc[ok, first], frame.loc[ok, second], s=14, color="tab:blue", label="trial")
+            front = frame[frame["pareto"]].sort_values(first)
+            ax.plot(front[first], front[second], "o-", color="tab:red", label="Pareto front")
+            ax.set_xlabel(f"{first} ({self.space.objectives[0].direction}d)")
+            ax.set_ylabel(f"{second} ({self.space.objectives[-1].direction}d)")
+            ax.set_title(f"trials and Pareto front ({len(frame)} trials)")
+            ax.legend(loc="best", fontsize=8)
+            fig.tight_layout()
+            if path is not None:
+                from metabo.io import atomic_write_with
+
+                atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+            return fig
         ax.scatter(frame.loc[ok, "number"], frame.loc[ok, column], s=14, label="trial", color="tab:blue")
         ax.step(frame["number"], frame["best_so_far"], where="post", color="tab:red", label="best so far")
         if (~ok).any() and ok.any():

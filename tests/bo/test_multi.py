@@ -264,6 +264,8 @@ def test_optimizer_multi_objective_ask_tell_resume(tmp_path):
         )
     ]
     assert sorted(opt.trials.index(t) for t in front) == hand
+    fig = opt.plot_history(tmp_path / "front.png")
+    assert (tmp_path / "front.png").stat().st_size > 0 and fig.axes[0].get_xlabel() == "err (minimized)"
     # Resuming continues exactly as the uninterrupted run would.
     nxt = opt.ask()
     again = Optimizer(space, prior=priors, seed=2, state=state, candidates=pool)
