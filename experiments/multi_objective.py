@@ -25,7 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from metabo.bench.multi import markdown_table, plot, run_benchmark, summary  # noqa: E402
+from metabo.bench.multi import markdown_table, per_task, plot, run_benchmark, summary  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument(
@@ -103,6 +103,15 @@ text = (
     + "\n\nMean seconds per search of "
     + f"{args.budget} evaluations: "
     + ", ".join(f"{m} {s:.1f}" for m, s in seconds.items())
+    + "\n"
+)
+tasks_table = per_task(curves, args.budget)
+methods_seen = [c for c in tasks_table.columns[2:]]
+medians = ", ".join(f"{m} {tasks_table[m].median():g}" for m in methods_seen)
+text += (
+    f"\nPer task: evaluations each method's mean curve (over seeds) needs to reach random search's mean "
+    f"hv@{args.budget} on that task (inf: not within {args.budget}); medians: {medians}.\n\n"
+    + markdown_table(tasks_table)
     + "\n"
 )
 with open(os.path.join(args.out, "table.md"), "w") as fh:

@@ -12,6 +12,7 @@ Efficiency (the issue's target): for random search's mean normalized hypervolume
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -162,13 +163,28 @@ def summary(curves: pd.DataFrame, budget: int = 50, reference: str = "random") -
     return pd.DataFrame(out).sort_values(f"hv@{budget}", ascending=False).reset_index(drop=True)
 
 
+def per_task(curves: pd.DataFrame, budget: int = 50, reference: str = "random") -> pd.DataFrame:
+    """Per task: the evaluations each method's mean curve (over seeds) needs to reach
+    ``reference``'s mean HV at ``budget`` on that task (inf: not within the budget)."""
+    mean = curves.groupby(["task", "method", "step"])["hv"].mean()
+    rows = []
+    for task in sorted(curves["task"].unique()):
+        target = float(mean[(task, reference, budget)])
+        row = {"task": task, f"{reference} hv@{budget}": target}
+        for method in sorted(curves["method"].unique()):
+            if method != reference:
+                row[method] = evaluations_to_reach(mean[(task, method)].to_numpy(), target)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     columns = list(table.columns)
     lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
     for _, row in table.iterrows():
         cells = [
             f"{v:.3f}"
-            if isinstance(v, float) and np.isfinite(v) and c.startswith("hv")
+            if isinstance(v, float) and np.isfinite(v) and re.match(r"^(\w+ )?hv@", c)
             else (f"{v:.1f}" if isinstance(v, float) and np.isfinite(v) else str(v))
             for c, v in row.items()
         ]
@@ -239,6 +255,7 @@ __all__ = [
     "evaluations_to_reach",
     "markdown_table",
     "normalized_hv_curve",
+    "per_task",
     "pd1_multi_space",
     "plot",
     "pretrain_priors",
