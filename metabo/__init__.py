@@ -10,7 +10,7 @@ Light to import: submodules that need JAX load it when they are used.
 """
 
 from metabo.data import TuningLog, read_log
-from metabo.space import Objective, Parameter, Space, load_space, pd1_space
+from metabo.space import Objective, OutcomeConstraint, Parameter, Space, load_space, pd1_space
 from metabo.version import __version__
 
 
@@ -39,6 +39,7 @@ def __getattr__(name):
 __all__ = [
     "__version__",
     "Objective",
+    "OutcomeConstraint",
     "Parameter",
     "Space",
     "load_space",

@@ -275,17 +275,52 @@ class Objective:
         return {"column": self.column, "direction": self.direction, "transform": self.transform}
 
 
+CONSTRAINT_OPS = ("<=", ">=")
+
+
+@dataclass(frozen=True)
+class OutcomeConstraint:
+    """A threshold on a measured metric: a trial is feasible when ``column op bound``.
+
+    Attributes:
+      column: the metric's column (an objective's or another measured one).
+      op: ``"<="`` or ``">="``.
+      bound: the threshold in the metric's own units.
+    """
+
+    column: str
+    op: str = "<="
+    bound: float = 0.0
+
+    def __post_init__(self):
+        if not isinstance(self.column, str) or not self.column:
+            raise SpaceError(f"constraint column must be a non-empty string, got {self.column!r}")
+        if self.op not in CONSTRAINT_OPS:
+            raise SpaceError(f"constraint on {self.column!r}: op must be one of {CONSTRAINT_OPS}, got {self.op!r}")
+        if isinstance(self.bound, bool) or not isinstance(self.bound, (int, float, np.integer, np.floating)) or not math.isfinite(float(self.bound)):
+            raise SpaceError(f"constraint on {self.column!r}: bound must be a finite number, got {_show(self.bound)}")
+        object.__setattr__(self, "bound", float(self.bound))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"column": self.column, "op": self.op, "bound": self.bound}
+
+
 @dataclass(frozen=True)
 class Space:
-    """An ordered set of parameters and the objective.
+    """An ordered set of parameters and the objective(s).
 
     Two matrix forms: *user units* ``[n, p]`` (one column per parameter, a categorical's choice
     index) and the *unit cube* ``[n, dim]`` the model works on (a categorical one-hot, so
     ``dim >= p``; ``unit_names`` names its columns).
+
+    ``objectives``: for a multi-objective study, every objective (``objective`` is then the first);
+    empty means ``(objective,)``. ``constraints``: outcome constraints (``OutcomeConstraint``).
     """
 
     parameters: tuple[Parameter, ...]
     objective: Objective = field(default_factory=Objective)
+    objectives: tuple[Objective, ...] = ()
+    constraints: tuple[OutcomeConstraint, ...] = ()
 
     def __post_init__(self):
         params = tuple(self.parameters)
@@ -298,9 +333,34 @@ class Space:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise SpaceError(f"duplicate parameter names: {duplicates}")
-        if self.objective.column in names:
-            raise SpaceError(f"objective column {self.objective.column!r} is also a parameter name")
+        objectives = tuple(self.objectives)
+        if objectives:
+            if self.objective not in (Objective(), objectives[0]):
+                raise SpaceError("objective must be objectives[0] when both are given")
+            object.__setattr__(self, "objective", objectives[0])
+        else:
+            objectives = (self.objective,)
+        for o in objectives:
+            if not isinstance(o, Objective):
+                raise SpaceError(f"expected Objective, got {type(o).__name__}")
+        columns = [o.column for o in objectives]
+        if len(set(columns)) < len(columns):
+            raise SpaceError(f"objective columns must be distinct, got {columns}")
+        constraints = tuple(self.constraints)
+        for c in constraints:
+            if not isinstance(c, OutcomeConstraint):
+                raise SpaceError(f"expected OutcomeConstraint, got {type(c).__name__}")
+        for column in columns + [c.column for c in constraints]:
+            if column in names:
+                raise SpaceError(f"objective column {column!r} is also a parameter name")
         object.__setattr__(self, "parameters", params)
+        object.__setattr__(self, "objectives", objectives)
+        object.__setattr__(self, "constraints", constraints)
+
+    @property
+    def is_multi(self) -> bool:
+        """More than one objective, or outcome constraints: the multi-objective BO core serves it."""
+        return len(self.objectives) > 1 or bool(self.constraints)
 
     @property
     def dim(self) -> int:
@@ -446,7 +506,12 @@ class Space:
 
     # ---- serialization --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"parameters": [p.to_dict() for p in self.parameters], "objective": self.objective.to_dict()}
+        out = {"parameters": [p.to_dict() for p in self.parameters], "objective": self.objective.to_dict()}
+        if len(self.objectives) > 1:
+            out["objectives"] = [o.to_dict() for o in self.objectives]
+        if self.constraints:
+            out["constraints"] = [c.to_dict() for c in self.constraints]
+        return out
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> Space:
@@ -468,13 +533,27 @@ class Space:
                 if key not in entry:
                     raise SpaceError(f"parameters[{i}]: missing key {key!r}")
             params.append(Parameter(**entry))
-        objective = spec.get("objective") or {}
-        if not isinstance(objective, Mapping):
-            raise SpaceError("'objective' must be an object")
-        unknown = sorted(set(objective) - {"column", "direction", "transform"})
-        if unknown:
-            raise SpaceError(f"objective: unknown key(s) {unknown}")
-        return cls(tuple(params), Objective(**objective))
+        def parse_objective(entry, where):
+            if not isinstance(entry, Mapping):
+                raise SpaceError(f"'{where}' must be an object")
+            unknown = sorted(set(entry) - {"column", "direction", "transform"})
+            if unknown:
+                raise SpaceError(f"{where}: unknown key(s) {unknown}")
+            return Objective(**entry)
+
+        objective = parse_objective(spec.get("objective") or {}, "objective")
+        entries = spec.get("objectives") or []
+        if not isinstance(entries, list):
+            raise SpaceError("'objectives' must be a list")
+        objectives = tuple(parse_objective(e, f"objectives[{i}]") for i, e in enumerate(entries))
+        if objectives and "objective" not in spec:
+            objective = objectives[0]
+        constraints = []
+        for i, entry in enumerate(spec.get("constraints") or []):
+            if not isinstance(entry, Mapping) or not {"column", "bound"} <= set(entry) <= {"column", "op", "bound"}:
+                raise SpaceError(f"constraints[{i}] must be an object with column, op, bound; got {entry!r}")
+            constraints.append(OutcomeConstraint(**entry))
+        return cls(tuple(params), objective, objectives, tuple(constraints))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -578,6 +657,7 @@ def _first_primes(count: int) -> list[int]:
 __all__ = [
     "Parameter",
     "Objective",
+    "OutcomeConstraint",
     "Space",
     "SpaceError",
     "pd1_space",

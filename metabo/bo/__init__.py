@@ -7,6 +7,8 @@ Modules:
   - ``single_task``: ``fit_single_task``, type-II ML hyperparameters for one task (STBO).
   - ``engine``: ``suggest_finite`` / ``suggest_box``, the functional core (one point each).
   - ``empirical``: ``EmpiricalPrior``, Wang et al. (2018)'s estimated prior on a finite set.
+  - ``multi``: multi-objective BO (Pareto fronts, hypervolume, EHVI / ParEGO, outcome
+    constraints) over one BO core per objective: ``MultiDesigner``.
   - ``optimizer``: ``Optimizer``, ask/tell in user units with an atomic state file.
 
 Attributes load lazily so ``import metabo.bo.optimizer`` (and the CLI) does not import JAX
@@ -29,6 +31,9 @@ _EXPORTS = {
     "maximize_box": "maximize",
     "maximize_finite": "maximize",
     "AllObservedError": "maximize",
+    "MultiDesigner": "multi",
+    "hypervolume": "multi",
+    "pareto_mask": "multi",
 }
 
 

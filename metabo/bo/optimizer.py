@@ -22,6 +22,11 @@ How it suggests: ``Optimizer`` is the BO core (``metabo.bo.designer.Designer``, 
   - Suggestions are deterministic given the seed and the trials told so far, so a resumed run
     continues exactly as the uninterrupted one would have.
 
+Multi-objective studies (a space with several ``objectives`` and/or outcome ``constraints``) go
+through ``metabo.bo.multi.MultiDesigner``: ``prior`` is then a dict (column -> Prior, for the
+objectives and the constrained metrics) or a list (one per objective), ``tell`` takes a dict of
+every objective's and constrained metric's value, and ``pareto_front`` replaces ``best``.
+
 State file (``state=PATH``, JSON): format tag, version, space, seed, settings and every told
 trial. Every ``tell`` rewrites it atomically (``metabo.io``) before returning, so a process
 killed at any moment leaves either the old or the new file, never a torn one; restarting with
@@ -100,6 +105,8 @@ class Optimizer:
       num_initial: quasi-random points before the model is used (default: 0 with a prior,
         ``min(d + 1, 10)`` but at least 3 without one).
       fit_steps, fit_restarts: single-task GP fitting effort (no prior, or the transfer guard).
+      multi_acquisition: multi-objective studies only: ``"ehvi"`` or ``"parego"`` (default:
+        EHVI for two objectives, ParEGO beyond; ``metabo.bo.multi``).
       transfer_guard, guard_margin: with a prior, fall back to the task's own GP when its trials
         contradict the prior (``metabo.bo.designer.Designer``); each trial then records the
         verdict in ``Trial.model`` and the ``model`` column of ``trials_dataframe()``.
@@ -121,11 +128,24 @@ class Optimizer:
         fit_restarts: int = 4,
         transfer_guard: bool = False,
         guard_margin: float = 0.0,
+        multi_acquisition: str | None = None,
     ):
         self.space: Space = load_space(space)
-        self.prior = prior
-        if prior is not None:
+        self.multi = self.space.is_multi
+        if self.multi:
+            from metabo.bo.multi import constraint_objective
+
+            objectives = {o.column: o for o in self.space.objectives}
+            for c in self.space.constraints:
+                objectives.setdefault(c.column, constraint_objective(c))
+            self._columns = list(objectives)  # objectives, then the other constrained metrics
+            self._scorers = objectives
+            prior = self._prior_dict(prior)
+            for column, each in prior.items():
+                self._check_prior(each, objectives[column])
+        elif prior is not None:
             self._check_prior(prior)
+        self.prior = prior
         self.state_path = None if state is None else os.fspath(state)
         saved = (
             self._read_state() if self.state_path is not None and os.path.exists(self.state_path) else None
@@ -152,7 +172,8 @@ class Optimizer:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.seed = seed
-        default_initial = 0 if prior is not None else max(3, min(self.space.dim + 1, 10))
+        has_prior = (len(prior) == len(self._columns)) if self.multi else prior is not None
+        default_initial = 0 if has_prior else max(3, min(self.space.dim + 1, 10))
         num_initial = pick("num_initial", None if num_initial is None else int(num_initial), default_initial)
         if num_initial < 0:
             raise ValueError(f"num_initial must be >= 0, got {num_initial}")
@@ -183,18 +204,33 @@ class Optimizer:
         self._trials: list[Trial] = list(saved["trials"]) if saved else []
         self._pending: list[np.ndarray] = []  # unit-cube points asked but not told
         self._pending_models: list[str | None] = []  # the transfer guard's verdict at each ask
-        self._designer = Designer(
-            self.space,
-            prior,
-            acquisition=self.acquisition,
-            seed=self.seed,
-            candidates=self._candidates_unit,
-            num_initial=self.num_initial,
-            fit_steps=self.fit_steps,
-            fit_restarts=self.fit_restarts,
-            transfer_guard=transfer_guard,
-            guard_margin=guard_margin,
-        )
+        if self.multi:
+            from metabo.bo.multi import MultiDesigner
+
+            self._designer = MultiDesigner(
+                self.space,
+                [prior.get(o.column) for o in self.space.objectives],
+                constraint_priors={c: prior[c] for c in self._columns[len(self.space.objectives) :] if c in prior},
+                acquisition=multi_acquisition,
+                seed=self.seed,
+                candidates=self._candidates_unit,
+                num_initial=self.num_initial,
+                fit_steps=self.fit_steps,
+                fit_restarts=self.fit_restarts,
+            )
+        else:
+            self._designer = Designer(
+                self.space,
+                prior,
+                acquisition=self.acquisition,
+                seed=self.seed,
+                candidates=self._candidates_unit,
+                num_initial=self.num_initial,
+                fit_steps=self.fit_steps,
+                fit_restarts=self.fit_restarts,
+                transfer_guard=transfer_guard,
+                guard_margin=guard_margin,
+            )
         if self.state_path is not None:
             self._write_state(self._trials)
 
@@ -221,17 +257,35 @@ class Optimizer:
 
     @property
     def best(self) -> Trial | None:
-        """The successful trial with the best score, or None."""
+        """The successful trial with the best score, or None (multi-objective: see ``pareto_front``)."""
+        if self.multi:
+            raise ValueError("a multi-objective study has no single best trial; use pareto_front")
         ok = [t for t in self._trials if t.status == "ok"]
         if not ok:
             return None
         scores = self.space.objective.to_score(np.array([t.value for t in ok]))
         return ok[int(np.argmax(scores))]
 
+    @property
+    def pareto_front(self) -> list[Trial]:
+        """Multi-objective: the successful, feasible trials no other such trial dominates."""
+        if not self.multi:
+            best = self.best
+            return [] if best is None else [best]
+        x, scores, metrics = self._history()
+        self._designer.update(x, scores, metrics=metrics)
+        return [self._trials[i] for i in self._designer.pareto_indices()]
+
     def to_frame(self) -> pd.DataFrame:
-        """The trials as a one-task tuning log: parameter columns, the objective, ``status``."""
+        """The trials as a one-task tuning log: parameter columns, the objective(s), ``status``."""
         import pandas as pd
 
+        if self.multi:
+            rows = [
+                {**t.config, **{c: np.nan if t.value is None else t.value.get(c, np.nan) for c in self._columns}, "status": t.status}
+                for t in self._trials
+            ]
+            return pd.DataFrame(rows, columns=[*self.space.names, *self._columns, "status"])
         column = self.space.objective.column
         rows = [
             {**t.config, column: np.nan if t.value is None else t.value, "status": t.status}
@@ -263,6 +317,10 @@ class Optimizer:
         if any(t.model is not None for t in self._trials):
             frame["model"] = [t.model for t in self._trials]
         frame.insert(0, "number", np.arange(len(frame)))
+        if self.multi:
+            front = {id(t) for t in self.pareto_front}
+            frame["pareto"] = [id(t) in front for t in self._trials]
+            return frame
         values = frame[self.space.objective.column].to_numpy(dtype=float)
         scores = self.space.objective.to_score(np.where(frame["status"].to_numpy() == "ok", values, np.nan))
         best = np.fmax.accumulate(np.where(np.isfinite(scores), scores, -np.inf)) if len(scores) else scores
@@ -286,6 +344,12 @@ class Optimizer:
             except catch:
                 self.tell(config, status="failed")
                 continue
+            if self.multi:  # a dict of the objectives' and constrained metrics' values
+                finite = isinstance(value, Mapping) and all(
+                    math.isfinite(float(value.get(c, math.nan))) for c in self._columns
+                )
+                self.tell(config, value if finite else None, status="ok" if finite else "failed")
+                continue
             value = float(value)
             if math.isfinite(value):
                 self.tell(config, value)
@@ -295,8 +359,9 @@ class Optimizer:
 
     def plot_history(self, path: str | os.PathLike | None = None):
         """The optimization history: each trial's value and the best so far, against the trial
-        number (failures marked at the bottom). Writes a PNG to ``path`` if given; returns the
-        matplotlib Figure."""
+        number (failures marked at the bottom); multi-objective: the trials in the plane of the
+        first two objectives with the Pareto front. Writes a PNG to ``path`` if given; returns
+        the matplotlib Figure."""
         import matplotlib
 
         if path is not None:
@@ -307,6 +372,21 @@ class Optimizer:
         column = self.space.objective.column
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
         ok = frame["status"] == "ok"
+        if self.multi:  # the first two objectives' values, the Pareto front joined
+            first, second = (o.column for o in (self.space.objectives * 2)[:2])
+            ax.scatter(frame.loc[ok, first], frame.loc[ok, second], s=14, color="tab:blue", label="trial")
+            front = frame[frame["pareto"]].sort_values(first)
+            ax.plot(front[first], front[second], "o-", color="tab:red", label="Pareto front")
+            ax.set_xlabel(f"{first} ({self.space.objectives[0].direction}d)")
+            ax.set_ylabel(f"{second} ({self.space.objectives[-1].direction}d)")
+            ax.set_title(f"trials and Pareto front ({len(frame)} trials)")
+            ax.legend(loc="best", fontsize=8)
+            fig.tight_layout()
+            if path is not None:
+                from metabo.io import atomic_write_with
+
+                atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+            return fig
         ax.scatter(frame.loc[ok, "number"], frame.loc[ok, column], s=14, label="trial", color="tab:blue")
         ax.step(frame["number"], frame["best_so_far"], where="post", color="tab:red", label="best so far")
         if (~ok).any() and ok.any():
@@ -326,6 +406,12 @@ class Optimizer:
         return fig
 
     def __repr__(self) -> str:
+        if self.multi:
+            return (
+                f"Optimizer({self.space.dim}-D space {list(self.space.names)}, objectives {self._columns}, "
+                f"{len(self.prior)} prior(s), seed {self.seed}, {len(self._trials)} trial(s), "
+                f"{len(self.pareto_front)} on the Pareto front)"
+            )
         prior = "no prior" if self.prior is None else f"prior {getattr(self.prior, 'digest', type(self.prior).__name__)}"
         best = self.best
         shown = "no successful trial" if best is None else f"best {self.space.objective.column}={best.value:.6g}"
@@ -346,7 +432,7 @@ class Optimizer:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         points = self._suggest(int(count))
         configs = self.space.configs_from_unit(points)
-        check = self._designer.transfer
+        check = getattr(self._designer, "transfer", None)
         # Pending points are kept exactly as the configurations map back, so tell() finds them.
         for config in configs:
             self._pending.append(self.space.to_unit(self.space.config_matrix([config]))[0])
@@ -390,6 +476,8 @@ class Optimizer:
         if not isinstance(status, str) or status.strip().lower() not in STATUSES:
             raise TellError(f"unknown status {str(status) if isinstance(status, str) else status!r}; expected one of {STATUSES}")
         status = status.strip().lower()
+        if self.multi:
+            return self._validate_multi(matrix, value, status)
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
                 raise TellError(f"value must be a number, got {str(value) if isinstance(value, str) else value!r}")
@@ -416,7 +504,61 @@ class Optimizer:
         clean = self.space.to_configs(matrix)[0]
         return Trial(clean, value, status), self.space.to_unit(matrix)[0]
 
+    def _validate_multi(self, matrix, value, status) -> tuple[Trial, np.ndarray]:
+        """A multi-objective trial's value: a dict of every objective's and constrained metric's
+        raw value (required for ``ok``; optional, and then kept where finite, for a failure)."""
+        if value is not None and not isinstance(value, Mapping):
+            raise TellError(f"a multi-objective trial's value is a dict of {self._columns}, got {value!r}")
+        value = dict(value or {})
+        unknown = sorted(set(value) - set(self._columns))
+        if unknown:
+            raise TellError(f"unknown value column(s) {unknown}; expected {self._columns}")
+        clean = {}
+        for column in self._columns:
+            if column not in value:
+                if status == "ok":
+                    raise TellError(f"a successful trial needs a value for {column!r}")
+                continue
+            v = value[column]
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise TellError(f"{column} must be a number, got {v!r}")
+            v = float(v)
+            if status == "ok":
+                score = float(self._scorers[column].to_score(np.array([v]))[0])
+                if not math.isfinite(v) or not math.isfinite(score):
+                    raise TellError(
+                        f"{column}={v} has no score; record a failed run with status='failed' or 'diverged'"
+                    )
+            if math.isfinite(v):
+                clean[column] = v
+        config = self.space.to_configs(matrix)[0]
+        return Trial(config, clean or None, status), self.space.to_unit(matrix)[0]
+
+    def _prior_dict(self, prior) -> dict:
+        """A multi-objective study's priors as a dict column -> Prior (None: no prior at all)."""
+        if prior is None:
+            return {}
+        if isinstance(prior, Mapping):
+            unknown = sorted(set(prior) - set(self._columns))
+            if unknown:
+                raise ValueError(f"priors for unknown column(s) {unknown}; the study's metrics are {self._columns}")
+            return {c: p for c, p in prior.items() if p is not None}
+        if isinstance(prior, (list, tuple)):
+            if len(prior) != len(self.space.objectives):
+                raise ValueError(f"expected one prior per objective ({len(self.space.objectives)}), got {len(prior)}")
+            return {o.column: p for o, p in zip(self.space.objectives, prior, strict=True) if p is not None}
+        raise ValueError("a multi-objective study takes a dict of priors (column -> Prior) or one per objective")
+
     def _check_same_prior(self, stored, prior) -> None:
+        if self.multi:
+            given = {c: getattr(p, "digest", None) for c, p in prior.items()}
+            if (stored or {}) != given:
+                raise StateFileError(
+                    f"state file {self.state_path!r} was written with priors {stored or {}} (column -> digest), "
+                    f"not {given}: resume with the same priors, or start a new state file"
+                )
+            return
+
         """Resuming must use the prior the search started with (or none if it had none)."""
         path = self.state_path
         stored_digest = stored.get("digest") if isinstance(stored, dict) else None
@@ -438,7 +580,7 @@ class Optimizer:
                 f"{digest}: resume with the same prior file, or start a new state file"
             )
 
-    def _check_prior(self, prior) -> None:
+    def _check_prior(self, prior, objective=None) -> None:
         for attribute in ("model", "params", "space"):
             if not hasattr(prior, attribute):
                 raise ValueError(
@@ -450,7 +592,7 @@ class Optimizer:
                 "the prior was trained on a different search space (parameters, bounds or scales differ); "
                 f"prior: {prior_space.names}, optimizer: {self.space.names}"
             )
-        mine, theirs = self.space.objective, prior_space.objective
+        mine, theirs = objective or self.space.objective, prior_space.objective
         if (mine.direction, mine.transform) != (theirs.direction, theirs.transform):
             # The prior's scores would be the negation (or another transform) of this task's:
             # it would steer towards the worst configurations. The Optuna sampler refuses too.
@@ -479,8 +621,19 @@ class Optimizer:
         return matrix
 
     # ---- suggestions --------------------------------------------------------------------------
-    def _history(self) -> tuple[np.ndarray, np.ndarray]:
-        """Told trials for the BO core: unit-cube inputs [n, d] and scores [n] (NaN: failure)."""
+    def _history(self):
+        """Told trials for the BO core: unit-cube inputs [n, d] and scores [n] (NaN: failure);
+        multi-objective: (x [n, d], objective scores [n, k], constrained metrics' scores [n, c])."""
+        if self.multi:
+            k = len(self.space.objectives)
+            x = self.space.to_unit(self.space.config_matrix([t.config for t in self._trials])).reshape(-1, self.space.dim)
+            table = np.full((len(self._trials), len(self._columns)), np.nan)
+            for i, t in enumerate(self._trials):
+                for j, column in enumerate(self._columns):
+                    v = (t.value or {}).get(column) if t.status == "ok" else None
+                    if v is not None:
+                        table[i, j] = self._scorers[column].to_score(np.array([v]))[0]
+            return x, table[:, :k], table[:, k:]
         if not self._trials:
             return np.zeros((0, self.space.dim)), np.zeros(0)
         x = self.space.to_unit(self.space.config_matrix([t.config for t in self._trials]))
@@ -488,8 +641,13 @@ class Optimizer:
         return x, self.space.objective.to_score(values)
 
     def _suggest(self, count: int) -> np.ndarray:
+        pending = np.array(self._pending).reshape(-1, self.space.dim)
+        if self.multi:
+            x, scores, metrics = self._history()
+            self._designer.update(x, scores, metrics=metrics, pending=pending)
+            return self._designer.suggest(count)
         x, scores = self._history()
-        self._designer.update(x, scores, pending=np.array(self._pending).reshape(-1, self.space.dim))
+        self._designer.update(x, scores, pending=pending)
         return self._designer.suggest(count)
 
     # ---- state file ---------------------------------------------------------------------------
@@ -498,7 +656,9 @@ class Optimizer:
             "acquisition": self.acquisition.to_dict(),
             "num_initial": self.num_initial,
             "candidates": None if self._candidates_user is None else self._candidates_user.tolist(),
-            "prior": None
+            "prior": {c: getattr(p, "digest", None) for c, p in self.prior.items()}
+            if self.multi
+            else None
             if self.prior is None
             else {"model": _model_dict(self.prior.model), "digest": getattr(self.prior, "digest", None)},
         }

@@ -24,6 +24,12 @@ def add_arguments(parser) -> None:
         "--out", required=True, metavar="PRIOR", help="where to write the prior (.npz archive)"
     )
     parser.add_argument(
+        "--column",
+        metavar="COLUMN",
+        help="multi-objective spaces (\"objectives\", \"constraints\"): the objective or constrained metric to "
+        "pre-train this prior on (one prior per column)",
+    )
+    parser.add_argument(
         "--objective",
         default=defaults.OBJECTIVE,
         choices=("nll", "ekl", "nll+ekl"),
@@ -125,7 +131,7 @@ def run(args) -> int:
 
     start = time.perf_counter()
     try:
-        space = load_space(args.space)
+        space = _column_space(load_space(args.space), args.column)
         log = read_log(args.log, space, duplicates=args.duplicates)
     except (SpaceError, LogValidationError) as err:
         raise UserError(str(err)) from err
@@ -224,3 +230,27 @@ def run(args) -> int:
         print(f"time:           {time.perf_counter() - start:.1f} s")
         print(f"wrote:          {args.out}")
     return 0
+
+
+def _column_space(space, column):
+    """The single-objective space a prior is pre-trained in: the space itself, or for a
+    multi-objective space the objective (or constrained metric) named by ``--column``."""
+    from metabo.commands.common import UserError
+    from metabo.space import Space
+
+    if column is None:
+        if space.is_multi:
+            columns = [o.column for o in space.objectives] + [c.column for c in space.constraints]
+            raise UserError(
+                f"the space has several objectives / constrained metrics {list(dict.fromkeys(columns))}: pre-train "
+                "one prior per column with --column COLUMN"
+            )
+        return space
+    from metabo.bo.multi import constraint_objective
+
+    chosen = {o.column: o for o in space.objectives}
+    for c in space.constraints:
+        chosen.setdefault(c.column, constraint_objective(c))
+    if column not in chosen:
+        raise UserError(f"--column {column!r} is not an objective or constrained metric of the space: {list(chosen)}")
+    return Space(space.parameters, chosen[column])

@@ -25,13 +25,19 @@ def add_arguments(parser) -> None:
         "An Optuna export (study.trials_dataframe(): params_<name>, value, state) is read as it is. "
         "Omit it for a first suggestion.",
     )
-    parser.add_argument("--prior", metavar="PRIOR", help="a pre-trained prior (from `metabo pretrain`)")
+    parser.add_argument(
+        "--prior",
+        action="append",
+        metavar="PRIOR",
+        help="a pre-trained prior (from `metabo pretrain`). Multi-objective spaces (\"objectives\", "
+        "\"constraints\"): repeat it as --prior COLUMN=PRIOR, one per objective or constrained metric",
+    )
     parser.add_argument("--n", type=int, default=1, metavar="K", help="number of suggestions (default 1)")
     parser.add_argument(
         "--acquisition",
         default="ei",
-        choices=("ei", "pi", "ucb", "gp-ucb", "ts"),
-        help="acquisition function (default ei)",
+        choices=("ei", "pi", "ucb", "gp-ucb", "ts", "ehvi", "parego"),
+        help="acquisition function (default ei; multi-objective: ehvi for two objectives, parego beyond)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -50,10 +56,16 @@ def run(args) -> int:
     except (SpaceError, OSError) as err:
         raise UserError(f"cannot load the space {args.space!r}: {err}") from err
 
-    history, history_rows = _read_history(args.history, space) if args.history else (None, None)
     from metabo.commands.common import load_prior
 
-    prior = load_prior(args.prior) if args.prior else None
+    if space.is_multi:
+        return _run_multi(args, space)
+    if args.prior and len(args.prior) > 1:
+        raise UserError("--prior is given once for a single-objective space")
+    if args.acquisition in ("ehvi", "parego"):
+        raise UserError(f"--acquisition {args.acquisition} is for multi-objective spaces (several \"objectives\")")
+    history, history_rows = _read_history(args.history, space) if args.history else (None, None)
+    prior = load_prior(args.prior[0]) if args.prior else None
 
     from metabo.bo.optimizer import Optimizer, TellError
 
@@ -76,6 +88,63 @@ def run(args) -> int:
                 raise UserError(f"{args.history}: {where}") from err
         _warn_border(optimizer, space)
 
+    from metabo.bo.maximize import AllObservedError
+
+    try:
+        configs = optimizer.ask(args.n)
+    except AllObservedError as err:
+        raise UserError(str(err)) from err
+    for config in configs:
+        print(json.dumps(_rounded(config, space)))
+    sys.stdout.flush()
+    return 0
+
+
+def _run_multi(args, space) -> int:
+    """A multi-objective (or constrained) space: priors per column, a history with a column per
+    objective and constrained metric, suggestions from the multi-objective core."""
+    import json
+    import sys
+
+    import numpy as np
+
+    from metabo.bo.optimizer import Optimizer, TellError
+    from metabo.commands.common import UserError, load_prior
+    from metabo.data import STATUS_COLUMN, LogValidationError, read_table
+
+    columns = list(dict.fromkeys([o.column for o in space.objectives] + [c.column for c in space.constraints]))
+    priors = {}
+    for entry in args.prior or []:
+        column, sep, path = entry.partition("=")
+        if not sep or column not in columns:
+            raise UserError(f"--prior {entry!r}: a multi-objective space takes --prior COLUMN=PRIOR with COLUMN in {columns}")
+        priors[column] = load_prior(path)
+    acquisition = args.acquisition if args.acquisition in ("ehvi", "parego") else None
+    if args.acquisition not in ("ei", "ehvi", "parego"):
+        raise UserError(f"--acquisition {args.acquisition} is single-objective; use ehvi or parego")
+    try:
+        optimizer = Optimizer(space, prior=priors or None, seed=args.seed, multi_acquisition=acquisition)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    if args.history:
+        try:
+            raw = read_table(args.history)
+        except LogValidationError as err:
+            raise UserError(str(err)) from err
+        missing = [c for c in (*space.names, *columns) if c not in raw.columns]
+        if missing:
+            raise UserError(
+                f"{args.history}: missing column(s) {missing}; a multi-objective history needs the parameters "
+                f"{list(space.names)}, the columns {columns} and optionally status"
+            )
+        for row, record in enumerate(raw.to_dict("records")):
+            status = str(record.get(STATUS_COLUMN, "ok")).strip().lower() if STATUS_COLUMN in raw.columns else "ok"
+            values = {c: float(record[c]) for c in columns if np.isfinite(float(record[c]))}
+            try:
+                optimizer.tell({n: record[n] for n in space.names}, values or None, status=status)
+            except (TellError, TypeError, ValueError) as err:
+                where = LogValidationError(str(err), row=row, source=args.history)
+                raise UserError(f"{args.history}: {where}") from err
     from metabo.bo.maximize import AllObservedError
 
     try:

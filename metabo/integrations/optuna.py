@@ -25,7 +25,12 @@ terms and hands them to metabo's BO core (``metabo.bo.designer.Designer``, the s
   quasi-random points drawn inside the study's distributions.
 - Objective values become scores with the prior's ``Objective.to_score`` (minimized values are
   negated; ``neg_log`` priors take ``-log(value)``), so the study's direction must be the prior's
-  (checked, with a clear error). Multi-objective studies are not supported.
+  (checked, with a clear error).
+- Multi-objective studies: pass one prior per objective (a list, in the study's order of
+  directions), or ``prior=None`` with a ``space`` that has several ``objectives``; the sampler
+  then goes through ``metabo.bo.multi.MultiDesigner`` (EHVI for two objectives, ParEGO beyond;
+  ``acquisition="parego"`` to choose). Outcome constraints are not taken from Optuna here (use
+  ``metabo.Optimizer`` for those).
 - History: COMPLETE trials are observations; FAIL and PRUNED trials are observed failures (the
   core gives them the worst successful score; a trial a storage's heartbeat failed, e.g. its
   worker was killed, is one); RUNNING trials (other workers) are pending points: not proposed
@@ -131,10 +136,27 @@ class PretrainedGPSampler(BaseSampler):
     ):
         from metabo.bo.config import Acquisition
 
-        if prior is None:
+        self.priors = None  # multi-objective: one prior (or None) per objective
+        if isinstance(prior, (list, tuple)):
+            from metabo.space import Space
+
+            for each in prior:
+                if not all(hasattr(each, a) for a in ("model", "params", "space")):
+                    raise TypeError("each prior must have model, params and space (a metabo.Prior)")
+            first = prior[0].space
+            if any(p.space.parameters != first.parameters for p in prior):
+                raise ValueError("the priors of a multi-objective study must share one search space")
+            objectives = tuple(p.space.objective for p in prior)
+            if len({o.column for o in objectives}) < len(objectives):
+                raise ValueError("the priors must be trained on distinct objective columns")
+            self.space = Space(first.parameters, objectives=objectives)
+            self.priors, prior = list(prior), None
+        elif prior is None:
             if space is None:
                 raise TypeError("give a prior, or space=... for BO without one (a single-task GP)")
             self.space = space
+            if space.constraints:
+                raise ValueError("outcome constraints are not supported by the Optuna sampler; use metabo.Optimizer")
         else:
             for attribute in ("model", "params", "space"):
                 if not hasattr(prior, attribute):
@@ -144,7 +166,10 @@ class PretrainedGPSampler(BaseSampler):
             self.space = prior.space
         self.prior = prior
         self.seed = int(seed)
-        self.acquisition = Acquisition.parse(acquisition)
+        self.multi = len(self.space.objectives) > 1
+        self.acquisition = acquisition if self.multi else Acquisition.parse(acquisition)
+        if self.multi and self.acquisition == "ei":
+            self.acquisition = None  # the multi-objective core's default
         self.mapping = dict(mapping or {})
         unknown = sorted(set(self.mapping.values()) - set(self.space.names))
         if unknown:
@@ -259,8 +284,20 @@ class PretrainedGPSampler(BaseSampler):
 
     # ---- checks ---------------------------------------------------------------------------
     def check_study(self, study) -> None:
-        if len(study.directions) != 1:
-            raise IncompatibleStudyError("PretrainedGPSampler supports single-objective studies only")
+        if self.multi or len(study.directions) != 1:
+            objectives = self.space.objectives
+            if len(study.directions) != len(objectives):
+                raise IncompatibleStudyError(
+                    f"the study has {len(study.directions)} objective(s) but the sampler's priors / space have "
+                    f"{len(objectives)} ({[o.column for o in objectives]}); give one prior per objective"
+                )
+            for i, (d, o) in enumerate(zip(study.directions, objectives, strict=True)):
+                direction = "minimize" if d == optuna.study.StudyDirection.MINIMIZE else "maximize"
+                if direction != o.direction:
+                    raise IncompatibleStudyError(
+                        f"objective {i}: the study {direction}s it but {o.column!r} is to be {o.direction}d"
+                    )
+            return
         direction = "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
         objective = self.space.objective
         if direction != objective.direction:
@@ -321,14 +358,19 @@ class PretrainedGPSampler(BaseSampler):
                 unit = self.space.to_unit(row[None])[0]
             if not np.all(np.isfinite(unit)):
                 continue  # e.g. a value <= 0 for a log-scaled parameter of the prior
-            if past.state == TrialState.COMPLETE:
+            if past.state == TrialState.COMPLETE and self.multi:
+                with np.errstate(all="ignore"):
+                    row = [float(o.to_score(np.asarray([v]))[0]) for o, v in zip(self.space.objectives, past.values, strict=True)]
+                xs.append(unit)
+                ys.append([v if math.isfinite(v) else math.nan for v in row])
+            elif past.state == TrialState.COMPLETE:
                 with np.errstate(all="ignore"):
                     score = float(objective.to_score(np.asarray([past.value]))[0])
                 xs.append(unit)
                 ys.append(score if math.isfinite(score) else math.nan)  # no score: a failure
             elif past.state in (TrialState.FAIL, TrialState.PRUNED):
                 xs.append(unit)
-                ys.append(math.nan)
+                ys.append([math.nan] * len(self.space.objectives) if self.multi else math.nan)
             elif past.state == TrialState.RUNNING:
                 pending.append(unit)
         d = self.space.dim
@@ -359,8 +401,14 @@ class PretrainedGPSampler(BaseSampler):
                     "a study distribution reaches values the prior's space cannot represent (<= 0 on a log scale): "
                     + ", ".join(f"{n} {d}" for n, d in distributions.items() if d is not None)
                 )
-        designer = Designer(self.space, self.prior, acquisition=self.acquisition, seed=self.seed, candidates=unit)
-        designer.update(x, scores, pending)
+        if self.multi:
+            from metabo.bo.multi import MultiDesigner
+
+            designer = MultiDesigner(self.space, self.priors, acquisition=self.acquisition, seed=self.seed, candidates=unit)
+            designer.update(x, scores.reshape(len(x), len(self.space.objectives)), pending=pending)
+        else:
+            designer = Designer(self.space, self.prior, acquisition=self.acquisition, seed=self.seed, candidates=unit)
+            designer.update(x, scores, pending)
         if unit is None:
             values = self.space.from_unit(designer.suggest(1))[0]
         else:
@@ -373,6 +421,8 @@ class PretrainedGPSampler(BaseSampler):
         # Claim the point before handing it out: later suggestions wait for it and avoid it.
         claimed = self.space.to_unit(np.asarray([[p.user_units(config[p.name]) for p in self.space.parameters]]))[0]
         study._storage.set_trial_system_attr(trial._trial_id, CLAIM_KEY, [float(v) for v in claimed])
+        if self.multi:
+            return config
         for key, value in self._prediction(designer, claimed).items():
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
         return config

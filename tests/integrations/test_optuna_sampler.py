@@ -190,7 +190,7 @@ def test_direction_and_objectives_must_match_the_prior(prior):
     with pytest.raises(IncompatibleStudyError, match="prior was trained to minimize 'loss'"):
         study.optimize(_objective(_task(0)), n_trials=1)
     multi = optuna.create_study(directions=["minimize", "minimize"], sampler=PretrainedGPSampler(prior, seed=0))
-    with pytest.raises(IncompatibleStudyError, match="single-objective"):
+    with pytest.raises(IncompatibleStudyError, match="the study has 2 objective"):
         multi.optimize(lambda t: (t.suggest_float("lr", 1e-4, 1.0, log=True), 0.0), n_trials=1)
 
 
