@@ -33,6 +33,7 @@ and the scale grid.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -96,6 +97,7 @@ def _hessian(w, phi, mask, precision):
     return (phi * weight[:, None]).T @ phi + precision * jnp.eye(phi.shape[-1], dtype=phi.dtype)
 
 
+@functools.partial(jax.jit, static_argnames=("steps",))
 def map_weights(phi, failed, mask, prior_mean, precision, steps: int = NEWTON_STEPS):
     """MAP weights of a logistic model under the prior N(prior_mean, I / precision).
 
