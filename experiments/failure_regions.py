@@ -62,13 +62,12 @@ def pretrained_auc(method, pool_x, pool_y) -> float | None:
     from sklearn.metrics import roc_auc_score
 
     from metabo.failure import failure_probability, update
-    from metabo.precision import float64
 
     failure = getattr(method.prior, "failure", None)
     failed = np.isnan(pool_y)
     if failure is None or failed.all() or not failed.any():
         return None
-    p = float64(lambda: failure_probability(update(failure, np.zeros((0, pool_x.shape[1])), np.zeros(0)), pool_x))()
+    p = failure_probability(update(failure, np.zeros((0, pool_x.shape[1])), np.zeros(0)), pool_x)
     return float(roc_auc_score(failed, p))
 
 

@@ -26,9 +26,9 @@ The MAP fits are Newton's method (the loss is convex with ``p`` parameters: exac
 a few steps, where Adam would stop about a learning rate away), with a guarded step: each
 iteration tries the step lengths ``STEP_LENGTHS`` at once and keeps the best finite loss, the
 last length being 0, so a non-finite or worse step leaves the weights where they were (the
-``skip_nonfinite`` rule of ``metabo.gp.adam``). Everything is pure, jitted and float64
-(callers run under ``metabo.precision.float64``); the per-task evidence is vmapped over tasks
-and the scale grid.
+``skip_nonfinite`` rule of ``metabo.gp.adam``). Everything is pure, jitted and float64 (the
+public entry points run under ``metabo.precision.float64``); the per-task evidence is vmapped
+over tasks and the scale grid.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from metabo.precision import float64
 
 # The pooled fit's L2 penalty on all weights (intercept included), in units of the features,
 # which lie in [-1, 1]: weak against thousands of statuses, enough to keep separable data finite.
@@ -146,6 +148,7 @@ def _fit(x, failed, mask, scales):
     return w0, evidence
 
 
+@float64
 def fit_failure_model(x, failed, mask) -> tuple[FailureParams, dict]:
     """Pre-train the failure model on padded tasks.
 
@@ -184,6 +187,7 @@ def _update(weights, scale, x, failed, mask):
     return FailurePosterior(w, jnp.linalg.inv(hess))
 
 
+@float64
 def update(params: FailureParams, x, failed) -> FailurePosterior:
     """The target task's failure model: the pre-trained prior N(w0, scale^2 I) updated with its
     own statuses (MAP + Laplace). x: [n, d] unit cube, failed: [n] bool -> ``FailurePosterior``.
@@ -220,6 +224,7 @@ def log_p_ok(posterior: FailurePosterior, u) -> jax.Array:
     return -jax.nn.softplus(kappa * mean)  # log sigmoid(-kappa mean)
 
 
+@float64
 def failure_probability(posterior: FailurePosterior, u) -> np.ndarray:
     """P(failure) at u: [m, d] -> [m] (NumPy)."""
     return np.asarray(-jnp.expm1(log_p_ok(posterior, jnp.asarray(u, dtype=jnp.float64))))
