@@ -235,3 +235,27 @@ def test_tell_errors_print_numpy_text_as_text():
         optimizer.tell({"lr": 0.01, "width": 16}, np.str_("0.5"))
     with pytest.raises(TellError, match=r"lr='0.01' is not a number"):
         optimizer.tell({"lr": np.str_("0.01"), "width": 16}, 0.5)
+
+
+def test_suggest_uses_the_priors_failure_model_unless_told_not_to(files, capsys):
+    import dataclasses
+
+    from metabo.failure import FailureParams, failure_probability, num_features, update
+    from metabo.pretrain.prior import Prior
+
+    tmp_path, space, history = files
+    weights = np.zeros(num_features(SPACE.dim))
+    weights[0], weights[1] = -3.0, 6.0  # learning rates above 0.1 (unit 0.75) tend to fail
+    failure = FailureParams(weights, np.asarray(1.0))
+    dataclasses.replace(Prior.default(SPACE), failure=failure).save(tmp_path / "prior.npz")
+    base = ["suggest", "--space", str(space), "--history", str(history), "--prior", str(tmp_path / "prior.npz")]
+    frame = pd.read_csv(history)
+    told = SPACE.to_unit(frame[list(SPACE.names)].to_numpy(dtype=float))
+    posterior = update(failure, told, (frame["status"] != "ok").to_numpy())
+
+    def p_fail(argv):
+        configs, _ = suggestions(capsys, argv)
+        return failure_probability(posterior, SPACE.to_unit(SPACE.config_matrix(configs)))[0]
+
+    on, off = p_fail(base), p_fail([*base, "--no-failure-model"])
+    assert on < 0.5 and on <= off + 1e-9
