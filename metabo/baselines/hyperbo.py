@@ -37,7 +37,10 @@ Options (``hyperbo``, ``hyperbo-ekl``) override ``pretrain``'s defaults, never r
   ``learning_rate``, ``ekl_weight``, ``warp`` and ``seed``;
   ``acquisition`` (``"ei"``; any of ``metabo.bo.engine.ACQUISITIONS``);
   ``transfer_guard`` (False) and ``guard_margin`` (0.0): the core's negative-transfer guard
-  (``metabo.bo.designer.Designer``).
+  (``metabo.bo.designer.Designer``);
+  ``failure_model`` (True): weight EI by the pre-trained failure model's P(no failure), updated
+  with the target's statuses (the Designer option of that name; ``pretrain`` builds the model
+  whenever the training tasks have failures, so variants differing only here share the prior).
 
 Options (``hyperbo-empirical``): ``acquisition`` (``"gp-ucb"`` or ``"pi"``), ``delta`` (0.05),
 ``target`` (PI's target: None, ``"train-max"`` or a number).
@@ -116,7 +119,7 @@ def pretrain_options(options: dict) -> dict:
 
 
 # Options read by the BO core at each step, not by pre-training.
-CORE_OPTIONS = ("acquisition", "transfer_guard", "guard_margin")
+CORE_OPTIONS = ("acquisition", "transfer_guard", "guard_margin", "failure_model")
 
 
 @register("hyperbo")
@@ -159,6 +162,7 @@ class HyperBO(Method):
             candidates=candidates,
             transfer_guard=bool(self.options.get("transfer_guard", False)),
             guard_margin=float(self.options.get("guard_margin", 0.0)),
+            failure_model=bool(self.options.get("failure_model", True)),
         )
         # NaN scores are failed trials: the core excludes and imputes them. Candidates marked
         # observed are excluded even when the history does not hold them.

@@ -90,7 +90,8 @@ def regret_trace(y_chosen: np.ndarray, pool_best: float, pool_worst: float) -> R
     """Regret of one run from the scores it revealed, in order.
 
     Args:
-      y_chosen: [T] scores of the evaluated points (maximized), step 1 first.
+      y_chosen: [T] scores of the evaluated points (maximized), step 1 first; NaN for a failed
+        trial (a pool that keeps its failures), which counts as the pool's worst score.
       pool_best, pool_worst: the best and worst score in the target task's pool.
     """
     y_chosen = np.asarray(y_chosen, dtype=np.float64)
@@ -98,7 +99,7 @@ def regret_trace(y_chosen: np.ndarray, pool_best: float, pool_worst: float) -> R
         raise ValueError(f"y_chosen must be a non-empty 1-D array, got shape {y_chosen.shape}")
     if pool_worst > pool_best:
         raise ValueError(f"pool_worst ({pool_worst}) is above pool_best ({pool_best})")
-    best_so_far = np.maximum.accumulate(y_chosen)
+    best_so_far = np.maximum.accumulate(np.where(np.isnan(y_chosen), pool_worst, y_chosen))
     simple = pool_best - best_so_far
     spread = pool_best - pool_worst
     # A flat pool has nothing to find: every evaluation is optimal.

@@ -281,7 +281,9 @@ def run_unit(
 
     Args:
       pool_x: [m, d] the target's evaluated points (unit cube), the candidate set.
-      pool_y: [m] their scores (maximized); a proposal reveals the chosen point's score.
+      pool_y: [m] their scores (maximized); a proposal reveals the chosen point's score. NaN
+        marks a failed trial kept in the pool (the method sees NaN; regret counts it as the
+        pool's worst score).
     Returns: one row per step with the columns of ``metabo.bench.store.UNIT_COLUMNS``.
     Raises ``MethodContractError`` when the method proposes an invalid or observed index.
     """
@@ -321,7 +323,7 @@ def run_unit(
         chosen[step] = index
 
     y = pool_y[chosen]
-    trace = regret_trace(y, float(pool_y.max()), float(pool_y.min()))
+    trace = regret_trace(y, float(np.nanmax(pool_y)), float(np.nanmin(pool_y)))
     return pd.DataFrame(
         {
             "method": method,

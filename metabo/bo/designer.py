@@ -23,6 +23,11 @@ What it does with the history (unit-cube inputs, scores maximized, ``NaN`` for a
     single-task GP is fitted by maximum likelihood at each step (``fit_single_task``).
   - Acquisition maximized over the finite candidate set (excluding observed, failed and pending
     points) or over the unit box (``metabo.bo.engine``).
+  - Failure regions (``failure_model=True``, when the prior carries one: ``Prior.failure``,
+    pre-trained on the training tasks' statuses, ``metabo.failure``): the pre-trained logistic
+    model is updated with this task's own statuses (told trials; a NaN score is a failure) and
+    EI / PI are multiplied by its P(no failure) (``failure`` holds the task's posterior;
+    ``failure_probability(points)`` its predictions). Measured in experiments/ABLATIONS.md.
   - Negative transfer (``transfer_guard=True``): once the task has ``GUARD_MIN_POINTS``
     observations, each suggestion compares the prior's leave-one-out predictive log density of
     them with that of a single-task GP fitted to them alone (as Ax's transfer adapter checks by
@@ -113,6 +118,9 @@ class Designer:
         full reproduction.
       guard_margin: nats per observation by which the task's own GP must beat the prior's
         leave-one-out density before the guard falls back.
+      failure_model: multiply EI / PI by the probability of no failure under the prior's
+        failure model updated with this task's statuses (see the module docstring); no effect
+        when the prior has no failure model (or without a prior).
     """
 
     def __init__(
@@ -130,8 +138,10 @@ class Designer:
         fantasy: str = "liar",
         transfer_guard: bool = False,
         guard_margin: float = 0.0,
+        failure_model: bool = True,
     ):
         self.space = space
+        self.failure_model = bool(failure_model)
         self.transfer_guard = bool(transfer_guard)
         self.guard_margin = float(guard_margin)
         if not np.isfinite(self.guard_margin) or self.guard_margin < 0:
@@ -188,6 +198,7 @@ class Designer:
             np.zeros((0, d)) if excluded is None else np.asarray(excluded, dtype=np.float64).reshape(-1, d)
         )
         self._last_model = None  # (model, params) of the next suggestion, chosen on this history
+        self._failure = None  # the task's failure posterior on this history, computed on first use
 
     @property
     def issued(self) -> int:
@@ -204,6 +215,28 @@ class Designer:
         failed = ~ok
         y = np.where(failed, np.min(warped[ok]), warped)
         return self.x, y
+
+    @property
+    def failure(self):
+        """This task's failure model (``metabo.failure.FailurePosterior``): the prior's, updated
+        with the told trials' statuses; None when off or when the prior has none."""
+        params = getattr(self.prior, "failure", None)
+        if not self.failure_model or params is None:
+            return None
+        if self._failure is None:
+            from metabo.failure import update
+
+            self._failure = update(params, self.x, ~np.isfinite(self.scores))
+        return self._failure
+
+    @float64
+    def failure_probability(self, points) -> np.ndarray | None:
+        """Predicted probability that unit-cube points [m, d] fail -> [m], or None without a
+        failure model."""
+        from metabo.failure import failure_probability
+
+        posterior = self.failure
+        return None if posterior is None else failure_probability(posterior, np.atleast_2d(points))
 
     # ---- suggestions ----------------------------------------------------------------------
     def _check_prior_explains(self, x, y) -> None:
@@ -316,6 +349,9 @@ class Designer:
         x_model, y_model = add_fantasies(x_model, y_model, np.concatenate([self.pending, extra]))
         exclude = np.concatenate([self.x, self.pending, extra, self.excluded])
         thompson = self.acquisition.name == "ts"
+        # Only EI and PI are weighted by P(ok) (engine's module docstring); None keeps the rest's
+        # programs as they were.
+        failure = self.failure if self.acquisition.name in ("ei", "pi") else None
         keys = jax.random.split(key_suggest, count) if count > 1 else [key_suggest]
         chosen: list[np.ndarray] = []
         for i in range(count):
@@ -331,6 +367,7 @@ class Designer:
                     self.acquisition,
                     keys[i],
                     step,
+                    failure=failure,
                 )
                 point = self.candidates[index]
             else:
@@ -345,6 +382,7 @@ class Designer:
                     round_fn=self.space.round_unit,
                     exclude=exclude,
                     dim=self.space.dim,
+                    failure=failure,
                 )
             chosen.append(point)
             exclude = np.concatenate([exclude, point[None]])

@@ -18,6 +18,11 @@ Acquisitions (``Acquisition.name``):
     quasi-random set of ``num_sweep`` points).
 With no observations, "best" is the largest prior mean over the candidates (or sweep).
 
+Failure regions (``failure=``, a ``metabo.failure.FailurePosterior``): EI and PI are multiplied
+by the probability that the point does not fail, i.e. ``log P(ok)`` is added to log EI / log PI
+(constrained EI, Gardner et al. 2014), on the finite set and on the box alike. UCB and Thompson
+sampling are not probabilities or expectations of a gain, so they ignore it.
+
 Batches are chosen by the BO core (``metabo.bo.designer``), which calls these one point at a
 time with its own fantasies.
 """
@@ -34,6 +39,7 @@ import numpy as np
 from metabo.bo import acquisitions as acq
 from metabo.bo.config import ACQUISITIONS, Acquisition
 from metabo.bo.maximize import AllObservedError, maximize_box_traced
+from metabo.failure import FailurePosterior, log_p_ok
 from metabo.gp.model import GPModel, GPParams
 from metabo.gp.padding import BO_MIN, bucket_size, pad_observations
 from metabo.gp.posterior import (
@@ -82,6 +88,13 @@ def _values(code, mean, std, best, beta, zeta):
     return jax.lax.switch(code, branches)
 
 
+def _constrained(code, values, failure, xq):
+    """values + log P(ok) at xq for EI and PI (codes 0, 1) when a failure model is given."""
+    if failure is None:  # static: the unconstrained program has no extra work
+        return values
+    return values + jnp.where(code <= _CODES["pi"], log_p_ok(failure, xq), 0.0)
+
+
 def _best(y, mask, prior_mean):
     """Incumbent: the best observed score, or with no observations the best prior mean."""
     observed_best = jnp.max(jnp.where(mask, y, -jnp.inf))
@@ -97,11 +110,12 @@ def _beta(acquisition: Acquisition, step: int, num_candidates=None, dim=None) ->
 
 
 @functools.partial(jax.jit, static_argnames=("model", "adaptive"))
-def _finite_scores(model, code, params, x, y, mask, candidates, beta, zeta, adaptive):
+def _finite_scores(model, code, params, x, y, mask, candidates, beta, zeta, adaptive, failure=None):
     state = _conditioned(model, params, x, y, mask, adaptive)
     mean, var = _predict(model, params, state, _chol_inverse(state), candidates)
     best = _best(y, mask, mean)
-    return _values(code, mean, jnp.sqrt(var), best, beta, zeta), state.jitter, _ok(state)
+    values = _constrained(code, _values(code, mean, jnp.sqrt(var), best, beta, zeta), failure, candidates)
+    return values, state.jitter, _ok(state)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "adaptive"))
@@ -165,10 +179,11 @@ def score_candidates(
     acquisition: str | Acquisition = "ei",
     key: jax.Array | None = None,
     step: int | None = None,
+    failure: FailurePosterior | None = None,
 ) -> np.ndarray:
     """Acquisition values at candidates: [m, d] -> [m] (a posterior draw for ``"ts"``).
 
-    EI and PI are returned in log space.
+    EI and PI are returned in log space, plus ``log P(ok)`` under ``failure`` when given.
     """
     acquisition = Acquisition.parse(acquisition)
     candidates = np.asarray(candidates, dtype=np.float64)
@@ -192,6 +207,7 @@ def score_candidates(
             jnp.asarray(candidates),
             beta,
             acquisition.zeta,
+            failure=failure,
         )
     return np.asarray(values)
 
@@ -206,6 +222,7 @@ def suggest_finite(
     acquisition: str | Acquisition = "ei",
     key: jax.Array | None = None,
     step: int | None = None,
+    failure: FailurePosterior | None = None,
 ) -> int:
     """Index of the next candidate to evaluate.
 
@@ -217,6 +234,7 @@ def suggest_finite(
       acquisition: a name or an ``Acquisition``.
       key: PRNG key (needed for ``"ts"``).
       step: 0-based BO step for GP-UCB's schedule (default: n).
+      failure: the task's failure model; EI and PI are multiplied by P(ok) (module docstring).
     Returns: an index with ``observed[index] == False``; raises ``AllObservedError`` if none.
     """
     candidates = np.asarray(candidates, dtype=np.float64)
@@ -225,7 +243,7 @@ def suggest_finite(
         raise ValueError(f"observed must have shape [{len(candidates)}], got {observed.shape}")
     if observed.all():
         raise AllObservedError(f"all {observed.size} candidates have been observed; add candidates or stop")
-    scores = score_candidates(model, params, x_obs, y_obs, candidates, acquisition, key, step)
+    scores = score_candidates(model, params, x_obs, y_obs, candidates, acquisition, key, step, failure)
     scores = np.where(observed | np.isnan(scores), -np.inf, scores)
     index = int(np.argmax(scores))
     if observed[index]:  # every unobserved score is -inf: any unobserved candidate will do
@@ -239,9 +257,9 @@ def _box_acq_fn(model: GPModel) -> Callable:
     """One acquisition function object per model, so ``maximize_box`` compiles once."""
 
     def fn(xq, args):
-        params, state, chol_inv, best, code, beta, zeta = args
+        params, state, chol_inv, best, code, beta, zeta, failure = args
         mean, var = _predict(model, params, state, chol_inv, xq)
-        return _values(code, mean, jnp.sqrt(var), best, beta, zeta)
+        return _constrained(code, _values(code, mean, jnp.sqrt(var), best, beta, zeta), failure, xq)
 
     return fn
 
@@ -263,6 +281,7 @@ def _box_core(
     steps,
     learning_rate,
     adaptive,
+    failure=None,
 ):
     state = _conditioned(model, params, x, y, mask, adaptive)
     key_best, key_max = jax.random.split(key)
@@ -270,7 +289,7 @@ def _box_core(
     probe = jax.random.uniform(key_best, (256, dim))
     chol_inv = _chol_inverse(state)
     best = _best(y, mask, _predict(model, params, state, chol_inv, probe)[0])
-    args = (params, state, chol_inv, best, code, beta, zeta)
+    args = (params, state, chol_inv, best, code, beta, zeta, failure)
     result = maximize_box_traced(
         _box_acq_fn(model), dim, key_max, args, num_sweep, num_starts, steps, learning_rate
     )
@@ -316,6 +335,7 @@ def suggest_box(
     num_starts: int = 16,
     steps: int = 100,
     learning_rate: float = 0.02,
+    failure: FailurePosterior | None = None,
 ) -> np.ndarray:
     """The next point in the unit box: [d].
 
@@ -327,6 +347,7 @@ def suggest_box(
       exclude: [e, d] points never to return (observed or pending; default: x_obs).
       dim: the dimension, needed only when x_obs is empty and not shaped [0, d].
       num_sweep, num_starts, steps, learning_rate: see ``maximize_box``.
+      failure: the task's failure model; EI and PI are multiplied by P(ok) (module docstring).
     """
     acquisition = Acquisition.parse(acquisition)
     x, y = _observations(x_obs, y_obs, dim)
@@ -362,6 +383,7 @@ def suggest_box(
         min(int(num_starts), int(num_sweep)),
         int(steps),
         learning_rate,
+        failure=failure,
     )
     points = np.asarray(result.x)
     if round_fn is not None:

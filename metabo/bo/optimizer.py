@@ -110,6 +110,9 @@ class Optimizer:
       transfer_guard, guard_margin: with a prior, fall back to the task's own GP when its trials
         contradict the prior (``metabo.bo.designer.Designer``); each trial then records the
         verdict in ``Trial.model`` and the ``model`` column of ``trials_dataframe()``.
+      failure_model: weight EI / PI by the probability of no failure under the prior's failure
+        model (``Prior.failure``), updated with this task's failed and diverged trials
+        (``metabo.bo.designer.Designer``); no effect when the prior has none.
 
     ``acquisition``, ``seed`` and ``num_initial`` left as None take the state file's values
     when resuming; explicit values that differ from it win, with a warning.
@@ -129,6 +132,7 @@ class Optimizer:
         transfer_guard: bool = False,
         guard_margin: float = 0.0,
         multi_acquisition: str | None = None,
+        failure_model: bool = True,
     ):
         self.space: Space = load_space(space)
         self.multi = self.space.is_multi
@@ -230,6 +234,7 @@ class Optimizer:
                 fit_restarts=self.fit_restarts,
                 transfer_guard=transfer_guard,
                 guard_margin=guard_margin,
+                failure_model=failure_model,
             )
         if self.state_path is not None:
             self._write_state(self._trials)

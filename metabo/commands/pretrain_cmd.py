@@ -105,6 +105,12 @@ def add_arguments(parser) -> None:
         metavar="PRIOR",
         help="start from this prior's parameters (a checkpoint, or an interrupted run's --out) instead of afresh",
     )
+    parser.add_argument(
+        "--no-failure-model",
+        action="store_true",
+        help="do not pre-train the failure model on the log's statuses (built by default when some trials "
+        "failed or diverged; the BO core weights EI by its probability of no failure)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar, progress lines or summary")
 
 
@@ -181,6 +187,7 @@ def run(args) -> int:
             progress=not args.quiet,
             checkpoint=args.checkpoint,
             init=start_from,
+            failure_model=not args.no_failure_model,
         )
     except (PretrainError, LogValidationError) as err:
         raise UserError(str(err)) from err
@@ -227,6 +234,12 @@ def run(args) -> int:
             print(f"lengthscale:    {named} (fractions of each parameter's range)")
         else:
             print(f"lengthscale:    [{', '.join(f'{x:.3g}' for x in lengthscales)}] (of the learned features)")
+        if "failure_model" in info:
+            record = info["failure_model"]
+            print(
+                f"failure model:  logistic on {record['features']} features, {record['points']} trials "
+                f"({100 * record['failure_rate']:.1f}% failed), task scale {record['scale']:g}"
+            )
         print(f"time:           {time.perf_counter() - start:.1f} s")
         print(f"wrote:          {args.out}")
     return 0

@@ -40,6 +40,12 @@ def add_arguments(parser) -> None:
         help="acquisition function (default ei; multi-objective: ehvi for two objectives, parego beyond)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--no-failure-model",
+        action="store_true",
+        help="ignore the prior's failure model (by default EI / PI are weighted by its probability of no failure, "
+        "updated with the history's failed and diverged trials)",
+    )
 
 
 def run(args) -> int:
@@ -70,7 +76,9 @@ def run(args) -> int:
     from metabo.bo.optimizer import Optimizer, TellError
 
     try:
-        optimizer = Optimizer(space, prior=prior, acquisition=args.acquisition, seed=args.seed)
+        optimizer = Optimizer(
+            space, prior=prior, acquisition=args.acquisition, seed=args.seed, failure_model=not args.no_failure_model
+        )
     except ValueError as err:
         raise UserError(str(err)) from err
     if history is not None:

@@ -113,6 +113,8 @@ class PretrainedGPSampler(BaseSampler):
         ``RandomSampler(seed)``).
       candidates: a finite candidate set (a list of configurations or an [m, d] array in user
         units, the prior's parameter order): suggestions are drawn from it, never repeated.
+      failure_model: weight EI / PI by the probability of no failure under the prior's failure
+        model, updated with the study's failed (and pruned) trials; no effect without one.
       num_candidates: size of the candidate set when the study's ranges differ from the prior's.
       warn_independent_sampling: warn once per parameter sampled by ``independent_sampler``.
       wait_for_peers: seconds after a lower-numbered running trial started during which a new
@@ -133,6 +135,7 @@ class PretrainedGPSampler(BaseSampler):
         num_candidates: int = 2048,
         warn_independent_sampling: bool = True,
         wait_for_peers: float = 120.0,
+        failure_model: bool = True,
     ):
         from metabo.bo.config import Acquisition
 
@@ -170,6 +173,7 @@ class PretrainedGPSampler(BaseSampler):
         self.acquisition = acquisition if self.multi else Acquisition.parse(acquisition)
         if self.multi and self.acquisition == "ei":
             self.acquisition = None  # the multi-objective core's default
+        self.failure_model = bool(failure_model)
         self.mapping = dict(mapping or {})
         unknown = sorted(set(self.mapping.values()) - set(self.space.names))
         if unknown:
@@ -407,7 +411,10 @@ class PretrainedGPSampler(BaseSampler):
             designer = MultiDesigner(self.space, self.priors, acquisition=self.acquisition, seed=self.seed, candidates=unit)
             designer.update(x, scores.reshape(len(x), len(self.space.objectives)), pending=pending)
         else:
-            designer = Designer(self.space, self.prior, acquisition=self.acquisition, seed=self.seed, candidates=unit)
+            designer = Designer(
+                self.space, self.prior, acquisition=self.acquisition, seed=self.seed, candidates=unit,
+                failure_model=self.failure_model,
+            )
             designer.update(x, scores, pending)
         if unit is None:
             values = self.space.from_unit(designer.suggest(1))[0]

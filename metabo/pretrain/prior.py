@@ -15,6 +15,10 @@ npy reader:
 - ``param/<path>``: one float64 array per parameter leaf, ``<path>`` its position in
   ``GPParams`` (``mean_constant``, ``raw_lengthscale``, ``features/0/0`` for the first layer's
   weights, ...).
+- optional, the failure model (``metabo.failure``, pre-trained on the training tasks'
+  statuses): ``failure/weights`` [p] and ``failure/scale`` [], with ``failure`` in the header
+  (``{"features": "quadratic"}``). Files without it load with ``failure=None``; readers that
+  predate it ignore these entries.
 
 Zip entries carry CRC-32 checksums, so corruption is detected on load; the file is written to a
 temporary name and renamed into place (``metabo.io``), so a crash never leaves half a file.
@@ -30,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from metabo.failure import FEATURES as FAILURE_FEATURES
+from metabo.failure import FailureParams, num_features
 from metabo.gp.model import GPModel, GPParams
 from metabo.precision import float64
 from metabo.space import Space, SpaceError
@@ -40,6 +46,7 @@ FORMAT_NAME = "metabo-prior"
 FORMAT_VERSION = 1
 HEADER_KEY = "header"
 PARAM_PREFIX = "param/"
+FAILURE_PREFIX = "failure/"
 REQUIRED_HEADER_KEYS = (
     "format",
     "format_version",
@@ -78,6 +85,8 @@ class Prior:
       warp: the output warp the training tasks' scores went through (``metabo.warp``); a new
         task's scores are warped the same way before conditioning (``predict``, the BO core).
         The model's outputs are warped scores.
+      failure: the failure model pre-trained on the training tasks' statuses
+        (``metabo.failure.FailureParams``), or None (no failures in the log, or an older file).
     """
 
     model: GPModel
@@ -87,6 +96,7 @@ class Prior:
     losses: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     warp: OutputWarp = OutputWarp("none")
+    failure: FailureParams | None = None
 
     def __post_init__(self):
         if not isinstance(self.model, GPModel):
@@ -100,6 +110,8 @@ class Prior:
         object.__setattr__(self, "losses", dict(self.losses))
         object.__setattr__(self, "info", dict(self.info))
         object.__setattr__(self, "warp", OutputWarp.from_dict(self.warp))
+        if self.failure is not None:
+            object.__setattr__(self, "failure", _check_failure(self.failure, self.space.dim, where="Prior"))
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
@@ -217,6 +229,10 @@ class Prior:
         for name, leaf in _flatten(self.params):
             h.update(name.encode("utf-8"))
             h.update(np.ascontiguousarray(leaf, dtype=np.float64).tobytes())
+        # Only when present, so priors without a failure model keep the digest they had.
+        for name, leaf in _failure_arrays(self.failure).items():
+            h.update(name.encode("utf-8"))
+            h.update(np.ascontiguousarray(leaf, dtype=np.float64).tobytes())
         return h.hexdigest()[:16]
 
     def __repr__(self) -> str:
@@ -240,6 +256,7 @@ class Prior:
             "info": _jsonable(self.info),
             "params": [name for name, _ in _flatten(self.params)],
             "warp": self.warp.to_dict(),
+            **({"failure": {"features": FAILURE_FEATURES}} if self.failure is not None else {}),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -249,6 +266,7 @@ class Prior:
         arrays = {HEADER_KEY: np.asarray(json.dumps(self.header(), allow_nan=False))}
         for name, leaf in _flatten(self.params):
             arrays[PARAM_PREFIX + name] = np.asarray(leaf, dtype=np.float64)
+        arrays.update(_failure_arrays(self.failure))
 
         def write(tmp: str) -> None:
             # A file object, not a name: np.savez would append ".npz" to the temporary name.
@@ -268,7 +286,7 @@ class Prior:
         path = os.fspath(path)
         if not os.path.exists(path):
             raise PriorFileError(f"prior file {path!r} does not exist")
-        header_text, arrays = _read_archive(path)
+        header_text, arrays, failure_arrays = _read_archive(path)
         try:
             header = json.loads(header_text)
         except json.JSONDecodeError as err:
@@ -336,12 +354,16 @@ class Prior:
             warp = OutputWarp.from_dict(header.get("warp", {"kind": "none"}))
         except ValueError as err:
             raise PriorFileError(f"{path}: {err}; this metabo cannot apply that warp") from err
-        return cls(model, params, space, tuple(header["tasks"]), header["losses"], header["info"], warp=warp)
+        failure = _read_failure(path, header, failure_arrays, space.dim)
+        return cls(
+            model, params, space, tuple(header["tasks"]), header["losses"], header["info"], warp=warp, failure=failure
+        )
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-def _read_archive(path: str) -> tuple[str, dict[str, np.ndarray]]:
-    """The header text and ``param/`` arrays of an archive; any read failure is a PriorFileError."""
+def _read_archive(path: str) -> tuple[str, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The header text, ``param/`` arrays and ``failure/`` arrays (full names) of an archive; any
+    read failure is a PriorFileError."""
     try:
         with open(path, "rb") as fh:
             magic = fh.read(4)
@@ -357,13 +379,55 @@ def _read_archive(path: str) -> tuple[str, dict[str, np.ndarray]]:
             arrays = {
                 n[len(PARAM_PREFIX) :]: np.array(archive[n]) for n in names if n.startswith(PARAM_PREFIX)
             }
-            return str(header[()]), arrays
+            failure = {n: np.array(archive[n]) for n in names if n.startswith(FAILURE_PREFIX)}
+            return str(header[()]), arrays, failure
     except PriorFileError:
         raise
     except Exception as err:  # noqa: BLE001 - zip/npy parsing fails in many ways; all mean "unreadable"
         raise PriorFileError(
             f"{path}: cannot read the prior file; it is truncated or corrupted ({type(err).__name__}: {err})"
         ) from err
+
+
+def _failure_arrays(failure: FailureParams | None) -> dict[str, np.ndarray]:
+    """The archive entries of a failure model (none without one)."""
+    if failure is None:
+        return {}
+    return {FAILURE_PREFIX + name: np.asarray(value, dtype=np.float64) for name, value in failure._asdict().items()}
+
+
+def _check_failure(failure, dim: int, where: str) -> FailureParams:
+    if not isinstance(failure, FailureParams):
+        raise TypeError(f"{where}: failure must be metabo.failure.FailureParams, got {type(failure).__name__}")
+    weights = np.array(failure.weights, dtype=np.float64)
+    scale = np.array(failure.scale, dtype=np.float64)
+    if weights.shape != (num_features(dim),) or scale.shape != ():
+        raise ValueError(
+            f"{where}: the failure model needs weights [{num_features(dim)}] and a scalar scale for {dim} inputs, "
+            f"got {weights.shape} and {scale.shape}"
+        )
+    if not (np.all(np.isfinite(weights)) and np.isfinite(scale) and scale > 0):
+        raise ValueError(f"{where}: the failure model's weights must be finite and its scale positive")
+    return FailureParams(weights, scale)
+
+
+def _read_failure(path: str, header: dict, arrays: dict[str, np.ndarray], dim: int) -> FailureParams | None:
+    spec = header.get("failure")
+    if spec is None:
+        if arrays:
+            raise PriorFileError(f"{path}: the archive holds {sorted(arrays)} but the header has no failure model")
+        return None
+    if not isinstance(spec, dict) or spec.get("features") != FAILURE_FEATURES:
+        raise PriorFileError(f"{path}: failure model {spec!r} is not supported by this metabo")
+    expected = sorted(FAILURE_PREFIX + name for name in FailureParams._fields)
+    if sorted(arrays) != expected:
+        raise PriorFileError(f"{path}: the failure model needs {expected}, the archive holds {sorted(arrays)}")
+    try:
+        return _check_failure(
+            FailureParams(*(arrays[FAILURE_PREFIX + name] for name in FailureParams._fields)), dim, where=path
+        )
+    except ValueError as err:
+        raise PriorFileError(str(err)) from err
 
 
 def _template(model: GPModel, dim: int) -> GPParams:

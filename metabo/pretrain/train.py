@@ -74,6 +74,7 @@ def pretrain(
     space: Space | str | None = None,
     checkpoint: str | os.PathLike | None = None,
     init: Prior | str | os.PathLike | None = None,
+    failure_model: bool = True,
 ) -> Prior:
     """Pre-train a GP prior on the tasks of a tuning log.
 
@@ -101,6 +102,9 @@ def pretrain(
       init: a Prior (or its file), e.g. a checkpoint or an interrupted run's output, to start
         from instead of the data-based initialization: pre-training resumes from its
         parameters (Adam's moments start afresh) and its model. It must have this warp.
+      failure_model: when the training tasks have failed or diverged trials, also pre-train the
+        failure model on their statuses (``metabo.failure``; kept in ``Prior.failure``, which
+        the BO core multiplies into the acquisition). ``info["failure_model"]`` records its fit.
 
     Returns a ``Prior`` whose ``losses`` hold the final per-point ``train`` objective,
     ``train_nll`` / ``train_ekl`` and ``heldout_nll`` (when available), and whose ``info`` records
@@ -202,6 +206,7 @@ def pretrain(
             losses["heldout_nll"] = evaluate(model, params, heldout_padded)["nll"]
 
     _warn_if_degenerate(len(names), int(np.sum(padded.mask)), log.space.dim, model, params)
+    failure, failure_record = fit_failures(train_log) if failure_model else (None, None)
     info = {
         "objective": objective,
         "optimizer": optimizer,
@@ -226,7 +231,28 @@ def pretrain(
         "metabo_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    return Prior(model, params, user_space, tuple(names), losses, info, warp=warp)
+    if failure_record is not None:
+        info["failure_model"] = failure_record
+    return Prior(model, params, user_space, tuple(names), losses, info, warp=warp, failure=failure)
+
+
+def fit_failures(log: TuningLog):
+    """(``metabo.failure.FailureParams``, record) pre-trained on the log's statuses (every trial,
+    failed or not, of every task), or (None, None) when no trial failed."""
+    from metabo.data import pad_arrays
+    from metabo.failure import fit_failure_model
+
+    frame = log.frame
+    failed = frame[STATUS_COLUMN].to_numpy() != "ok"
+    if not failed.any():
+        return None, None
+    unit = log.space.to_unit(frame[list(log.space.names)].to_numpy())
+    task = frame[TASK_COLUMN].to_numpy()
+    names = log.tasks
+    padded = pad_arrays([unit[task == t] for t in names], [failed[task == t] for t in names], bucket=PAD_BUCKET)
+    params, record = fit_failure_model(padded.x, padded.y > 0.5, padded.mask)
+    record["tasks"] = len(names)
+    return params, record
 
 
 def _warn_if_degenerate(num_tasks: int, points: int, dim: int, model: GPModel, params) -> None:
@@ -266,4 +292,4 @@ def _thin(losses: np.ndarray, points: int = 101) -> list[float]:
     return [float(losses[i]) for i in index]
 
 
-__all__ = ["pretrain", "score_unit", "PAD_BUCKET"]
+__all__ = ["pretrain", "fit_failures", "score_unit", "PAD_BUCKET"]

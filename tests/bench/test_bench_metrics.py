@@ -36,6 +36,13 @@ def test_regret_trace_closed_form():
     np.testing.assert_allclose(trace.normalized_regret, [0.8, 0.4, 0.4, 0.0])
 
 
+def test_regret_trace_counts_a_failed_pick_as_the_pools_worst():
+    # Failures first (nothing found yet: the worst, regret 1), then a success, then a failure.
+    trace = regret_trace(np.array([np.nan, np.nan, 3.0, np.nan, 4.0]), pool_best=5.0, pool_worst=1.0)
+    np.testing.assert_allclose(trace.best_so_far, [1.0, 1.0, 3.0, 3.0, 4.0])
+    np.testing.assert_allclose(trace.normalized_regret, [1.0, 1.0, 0.5, 0.5, 0.25])
+
+
 def test_regret_trace_flat_pool_and_bad_input():
     np.testing.assert_array_equal(regret_trace(np.array([2.0, 2.0]), 2.0, 2.0).normalized_regret, [0, 0])
     with pytest.raises(ValueError, match="above pool_best"):

@@ -259,3 +259,27 @@ def test_suggest_with_categorical_parameters(tmp_path, capsys):
     history.write_text("lr,optimizer,loss\n0.001,sgd,0.9\n0.01,adamw,0.4\n")
     assert main(["suggest", "--space", str(space), "--history", str(history)]) == 2
     assert "row 1 (counting data rows from 0; line 3 of trials.csv), column 'optimizer': value 'adamw' is not one of the choices" in capsys.readouterr().err
+
+
+def test_suggest_uses_the_priors_failure_model_unless_told_not_to(files, capsys):
+    import dataclasses
+
+    from metabo.failure import FailureParams, failure_probability, num_features, update
+    from metabo.pretrain.prior import Prior
+
+    tmp_path, space, history = files
+    weights = np.zeros(num_features(SPACE.dim))
+    weights[0], weights[1] = -3.0, 6.0  # learning rates above 0.1 (unit 0.75) tend to fail
+    failure = FailureParams(weights, np.asarray(1.0))
+    dataclasses.replace(Prior.default(SPACE), failure=failure).save(tmp_path / "prior.npz")
+    base = ["suggest", "--space", str(space), "--history", str(history), "--prior", str(tmp_path / "prior.npz")]
+    frame = pd.read_csv(history)
+    told = SPACE.to_unit(frame[list(SPACE.names)].to_numpy(dtype=float))
+    posterior = update(failure, told, (frame["status"] != "ok").to_numpy())
+
+    def p_fail(argv):
+        configs, _ = suggestions(capsys, argv)
+        return failure_probability(posterior, SPACE.to_unit(SPACE.config_matrix(configs)))[0]
+
+    on, off = p_fail(base), p_fail([*base, "--no-failure-model"])
+    assert on < 0.5 and on <= off + 1e-9

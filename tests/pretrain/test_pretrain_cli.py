@@ -127,3 +127,20 @@ def test_duplicates_mean_averages_the_repeat(files):
     base = ["pretrain", str(log), "--space", str(space), "--out", str(out), "--steps", "2", "--quiet"]
     assert cli.main([*base, "--duplicates", "mean"]) == 0
     assert Prior.load(out).info["points"] == 56  # the repeat was averaged into its first row
+
+
+def test_pretrain_builds_the_failure_model_from_the_logs_statuses(files, capsys):
+    log, space, out = files
+    frame = pd.read_csv(log)
+    failed = frame["x1"] > 0.8  # the high end of x1 diverges on every task
+    frame.loc[failed, "loss"] = np.nan
+    frame["status"] = np.where(failed, "diverged", "ok")
+    frame.to_csv(log, index=False)
+    base = ["pretrain", str(log), "--space", str(space), "--out", str(out), "--steps", "5"]
+    assert cli.main(base) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("failure model:"))
+    rate = 100 * failed.mean()
+    assert f"{len(frame)} trials ({rate:.1f}% failed)" in line and failed.any(), line
+    assert Prior.load(out).failure is not None
+    assert cli.main([*base, "--no-failure-model", "--quiet"]) == 0
+    assert Prior.load(out).failure is None

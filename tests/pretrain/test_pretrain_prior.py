@@ -201,3 +201,68 @@ def test_bad_inputs_raise_value_errors():
         prior.predict(np.zeros((1, 3)), np.array([np.nan]), np.zeros((1, 3)))
     with pytest.raises(ValueError, match="shape"):
         Prior(GPModel(), GPModel().init(jax.random.PRNGKey(0), 2), SPACE)
+
+
+# ---- the failure model (metabo.failure) in the prior file ----------------------------------------
+def failure_params(dim=SPACE.dim, seed=5):
+    from metabo.failure import FailureParams, num_features
+
+    return FailureParams(np.random.default_rng(seed).normal(size=num_features(dim)), np.asarray(0.5))
+
+
+def test_failure_model_round_trip_and_files_without_one(tmp_path):
+    import dataclasses
+
+    from metabo.failure import failure_probability, update
+
+    plain = make_prior()
+    prior = dataclasses.replace(plain, failure=failure_params())
+    path = tmp_path / "prior.npz"
+    prior.save(path)
+    loaded = Prior.load(path)
+    for a, b in zip(loaded.failure, prior.failure, strict=True):
+        assert np.asarray(a).dtype == np.float64
+        np.testing.assert_array_equal(a, b)  # bit-exact
+    assert loaded.digest == prior.digest != plain.digest
+    u = np.random.default_rng(1).random((6, SPACE.dim))
+    np.testing.assert_allclose(
+        failure_probability(update(loaded.failure, u[:3], np.array([True, False, False])), u),
+        failure_probability(update(prior.failure, u[:3], np.array([True, False, False])), u),
+        rtol=1e-12,
+    )
+    with np.load(path, allow_pickle=False) as archive:
+        assert json.loads(str(archive["header"][()]))["failure"] == {"features": "quadratic"}
+        np.testing.assert_array_equal(archive["failure/weights"], prior.failure.weights)
+    # A file without one (every file written before failure models) loads with failure=None and
+    # keeps its digest.
+    plain.save(tmp_path / "plain.npz")
+    old = Prior.load(tmp_path / "plain.npz")
+    assert old.failure is None and old.digest == plain.digest
+    with np.load(tmp_path / "plain.npz", allow_pickle=False) as archive:
+        assert not any(name.startswith("failure/") for name in archive.files)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (dict(drop=("failure/scale",)), "failure model needs"),
+        (dict(header_edit=lambda h: h.pop("failure")), "header has no failure model"),
+        (dict(header_edit=lambda h: h.update(failure={"features": "cubic"})), "not supported"),
+        (dict(replace={"failure/weights": np.ones(3)}), "needs weights"),
+        (dict(replace={"failure/scale": np.asarray(-1.0)}), "scale positive"),
+    ],
+)
+def test_bad_failure_models_in_files_raise_clear_errors(tmp_path, edit, message):
+    import dataclasses
+
+    path = tmp_path / "prior.npz"
+    dataclasses.replace(make_prior(), failure=failure_params()).save(path)
+    with pytest.raises(PriorFileError, match=message):
+        Prior.load(rewrite(path, tmp_path / "bad.npz", **edit))
+
+
+def test_a_failure_model_of_the_wrong_size_is_refused():
+    import dataclasses
+
+    with pytest.raises(ValueError, match="needs weights"):
+        dataclasses.replace(make_prior(), failure=failure_params(dim=2))

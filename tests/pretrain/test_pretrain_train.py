@@ -120,3 +120,22 @@ def test_scores_far_from_unit_scale_give_the_same_prior_in_their_units(scale, tm
     prior.save(tmp_path / "prior.npz")
     loaded = Prior.load(tmp_path / "prior.npz")
     assert loaded.model == prior.model and float(loaded.model.hyper(loaded.params).noise) == float(p.noise)
+
+
+def test_failure_model_is_pre_trained_when_the_log_has_failures(log):
+    from metabo.failure import failure_probability, num_features, update
+
+    prior = pretrain(log, steps=5, progress=False)
+    assert prior.failure is not None and np.shape(prior.failure.weights) == (num_features(2),)
+    record = prior.info["failure_model"]
+    assert record["points"] == 5 * 22 + 1 and record["tasks"] == 5
+    np.testing.assert_allclose(record["failure_rate"], 1 / 111, rtol=1e-12)
+    # The one diverged trial (lr 0.5, the largest learning rates) is where failures are predicted.
+    corner = SPACE.to_unit(np.array([[0.5, 0.05]]))
+    elsewhere = SPACE.to_unit(np.array([[1e-3, 0.05]]))
+    p = failure_probability(update(prior.failure, np.zeros((0, 2)), np.zeros(0)), np.vstack([corner, elsewhere]))
+    assert p[0] > p[1]
+    assert pretrain(log, steps=5, progress=False, failure_model=False).failure is None
+    no_failures = read_log(log.frame[log.frame["status"] == "ok"], SPACE)
+    clean = pretrain(no_failures, steps=5, progress=False)
+    assert clean.failure is None and "failure_model" not in clean.info
