@@ -38,7 +38,7 @@ Options (``hyperbo``, ``hyperbo-ekl``) override ``pretrain``'s defaults, never r
   ``acquisition`` (``"ei"``; any of ``metabo.bo.engine.ACQUISITIONS``);
   ``transfer_guard`` (False) and ``guard_margin`` (0.0): the core's negative-transfer guard
   (``metabo.bo.designer.Designer``);
-  ``failure_model`` (True): weight EI by the pre-trained failure model's P(no failure), updated
+  ``failure_model`` (False): weight EI by the pre-trained failure model's P(no failure), updated
   with the target's statuses (the Designer option of that name; ``pretrain`` builds the model
   whenever the training tasks have failures, so variants differing only here share the prior).
 
@@ -162,7 +162,7 @@ class HyperBO(Method):
             candidates=candidates,
             transfer_guard=bool(self.options.get("transfer_guard", False)),
             guard_margin=float(self.options.get("guard_margin", 0.0)),
-            failure_model=bool(self.options.get("failure_model", True)),
+            failure_model=bool(self.options.get("failure_model", False)),
         )
         # NaN scores are failed trials: the core excludes and imputes them. Candidates marked
         # observed are excluded even when the history does not hold them.

@@ -23,11 +23,15 @@ What it does with the history (unit-cube inputs, scores maximized, ``NaN`` for a
     single-task GP is fitted by maximum likelihood at each step (``fit_single_task``).
   - Acquisition maximized over the finite candidate set (excluding observed, failed and pending
     points) or over the unit box (``metabo.bo.engine``).
-  - Failure regions (``failure_model=True``, when the prior carries one: ``Prior.failure``,
+  - Failure regions (``failure_model=True``; off by default, see below; when the prior carries
+    one: ``Prior.failure``,
     pre-trained on the training tasks' statuses, ``metabo.failure``): the pre-trained logistic
     model is updated with this task's own statuses (told trials; a NaN score is a failure) and
     EI / PI are multiplied by its P(no failure) (``failure`` holds the task's posterior;
-    ``failure_probability(points)`` its predictions). Measured in experiments/ABLATIONS.md.
+    ``failure_probability(points)`` its predictions). Measured in experiments/ABLATIONS.md:
+    a diverged pick fewer in 28 pd1_mini runs and 2 fewer in 12 pd1_scale runs among the first
+    25, regret equal on pd1_mini, better at 10-25 and worse at 50 evaluations on pd1_scale: too
+    small and mixed an effect to change what every front end runs by default.
   - Negative transfer (``transfer_guard=True``): once the task has ``GUARD_MIN_POINTS``
     observations, each suggestion compares the prior's leave-one-out predictive log density of
     them with that of a single-task GP fitted to them alone (as Ax's transfer adapter checks by
@@ -138,7 +142,7 @@ class Designer:
         fantasy: str = "liar",
         transfer_guard: bool = False,
         guard_margin: float = 0.0,
-        failure_model: bool = True,
+        failure_model: bool = False,
     ):
         self.space = space
         self.failure_model = bool(failure_model)

@@ -112,7 +112,7 @@ class Optimizer:
         verdict in ``Trial.model`` and the ``model`` column of ``trials_dataframe()``.
       failure_model: weight EI / PI by the probability of no failure under the prior's failure
         model (``Prior.failure``), updated with this task's failed and diverged trials
-        (``metabo.bo.designer.Designer``); no effect when the prior has none.
+        (``metabo.bo.designer.Designer``); off by default; no effect when the prior has none.
 
     ``acquisition``, ``seed`` and ``num_initial`` left as None take the state file's values
     when resuming; explicit values that differ from it win, with a warning.
@@ -132,7 +132,7 @@ class Optimizer:
         transfer_guard: bool = False,
         guard_margin: float = 0.0,
         multi_acquisition: str | None = None,
-        failure_model: bool = True,
+        failure_model: bool = False,
     ):
         self.space: Space = load_space(space)
         self.multi = self.space.is_multi

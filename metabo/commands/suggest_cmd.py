@@ -41,10 +41,10 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
-        "--no-failure-model",
+        "--failure-model",
         action="store_true",
-        help="ignore the prior's failure model (by default EI / PI are weighted by its probability of no failure, "
-        "updated with the history's failed and diverged trials)",
+        help="weight EI / PI by the prior's failure model (its probability of no failure, updated with the "
+        "history's failed and diverged trials); off by default",
     )
 
 
@@ -77,7 +77,7 @@ def run(args) -> int:
 
     try:
         optimizer = Optimizer(
-            space, prior=prior, acquisition=args.acquisition, seed=args.seed, failure_model=not args.no_failure_model
+            space, prior=prior, acquisition=args.acquisition, seed=args.seed, failure_model=args.failure_model
         )
     except ValueError as err:
         raise UserError(str(err)) from err

@@ -114,7 +114,8 @@ class PretrainedGPSampler(BaseSampler):
       candidates: a finite candidate set (a list of configurations or an [m, d] array in user
         units, the prior's parameter order): suggestions are drawn from it, never repeated.
       failure_model: weight EI / PI by the probability of no failure under the prior's failure
-        model, updated with the study's failed (and pruned) trials; no effect without one.
+        model, updated with the study's failed (and pruned) trials; off by default; no effect
+        without one.
       num_candidates: size of the candidate set when the study's ranges differ from the prior's.
       warn_independent_sampling: warn once per parameter sampled by ``independent_sampler``.
       wait_for_peers: seconds after a lower-numbered running trial started during which a new
@@ -135,7 +136,7 @@ class PretrainedGPSampler(BaseSampler):
         num_candidates: int = 2048,
         warn_independent_sampling: bool = True,
         wait_for_peers: float = 120.0,
-        failure_model: bool = True,
+        failure_model: bool = False,
     ):
         from metabo.bo.config import Acquisition
 

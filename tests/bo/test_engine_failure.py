@@ -131,8 +131,8 @@ def test_designer_uses_the_priors_failure_model_and_the_tasks_statuses():
         return designer, designer.suggest_indices(1)[0]
 
     plain, plain_index = pick(base)
-    off, off_index = pick(with_failure, failure_model=False)
-    on, on_index = pick(with_failure)
+    off, off_index = pick(with_failure)  # off by default
+    on, on_index = pick(with_failure, failure_model=True)
     assert plain.failure is None and off.failure is None and plain_index == off_index
     expected = fm.update(with_failure.failure, x, np.isnan(scores))
     np.testing.assert_allclose(np.asarray(on.failure.mean), np.asarray(expected.mean), rtol=1e-10)
@@ -159,7 +159,7 @@ def test_designer_ignores_the_failure_model_for_ucb_and_thompson(acquisition):
     picks = []
     for failure in (None, fm.FailureParams(WEIGHTS, np.asarray(1.0))):
         designer = Designer(space, Prior(model, params, space, failure=failure), acquisition=acquisition,
-                            candidates=candidates, seed=4)
+                            candidates=candidates, seed=4, failure_model=True)
         designer.update(x, y)
         picks.append(designer.suggest_indices(1)[0])
     assert picks[0] == picks[1]
@@ -190,4 +190,5 @@ def test_optimizer_and_sampler_pass_the_option_to_the_core():
     optuna = pytest.importorskip("optuna")  # noqa: F841
     from metabo.integrations.optuna import PretrainedGPSampler
 
-    assert PretrainedGPSampler(with_failure, failure_model=False).failure_model is False
+    assert PretrainedGPSampler(with_failure).failure_model is False
+    assert PretrainedGPSampler(with_failure, failure_model=True).failure_model is True

@@ -261,7 +261,7 @@ def test_suggest_with_categorical_parameters(tmp_path, capsys):
     assert "row 1 (counting data rows from 0; line 3 of trials.csv), column 'optimizer': value 'adamw' is not one of the choices" in capsys.readouterr().err
 
 
-def test_suggest_uses_the_priors_failure_model_unless_told_not_to(files, capsys):
+def test_suggest_uses_the_priors_failure_model_when_asked(files, capsys):
     import dataclasses
 
     from metabo.failure import FailureParams, failure_probability, num_features, update
@@ -281,5 +281,5 @@ def test_suggest_uses_the_priors_failure_model_unless_told_not_to(files, capsys)
         configs, _ = suggestions(capsys, argv)
         return failure_probability(posterior, SPACE.to_unit(SPACE.config_matrix(configs)))[0]
 
-    on, off = p_fail(base), p_fail([*base, "--no-failure-model"])
+    on, off = p_fail([*base, "--failure-model"]), p_fail(base)
     assert on < 0.5 and on <= off + 1e-9
