@@ -49,6 +49,7 @@ parser.add_argument(
 parser.add_argument(
     "--acquisition", choices=("ehvi", "parego"), default=None, help="metabo's acquisition (ablation)"
 )
+parser.add_argument("--num-samples", type=int, default=None, help="metabo's posterior draws per EHVI (ablation)")
 parser.add_argument("--from-curves", nargs="+", help="tabulate and plot these curves.csv files (no runs)")
 args = parser.parse_args()
 
@@ -65,6 +66,8 @@ if args.from_curves:
 for name in methods:
     seeds = range(args.gp_seeds if (name == "optuna-gp" and args.gp_seeds) else args.seeds)
     options = {"hv_units": args.hv_units, "acquisition": args.acquisition}
+    if args.num_samples:
+        options["num_samples"] = args.num_samples
     parts.append(
         run_benchmark(
             frame, tasks, list(seeds), args.budget, [name], args.pretrain_steps, metabo_options=options

@@ -385,13 +385,7 @@ class Optimizer:
             ax.set_xlabel(f"{first} ({self.space.objectives[0].direction}d)")
             ax.set_ylabel(f"{second} ({self.space.objectives[-1].direction}d)")
             ax.set_title(f"trials and Pareto front ({len(frame)} trials)")
-            ax.legend(loc="best", fontsize=8)
-            fig.tight_layout()
-            if path is not None:
-                from metabo.io import atomic_write_with
-
-                atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-            return fig
+            return _finish_plot(fig, ax, path)
         ax.scatter(frame.loc[ok, "number"], frame.loc[ok, column], s=14, label="trial", color="tab:blue")
         ax.step(frame["number"], frame["best_so_far"], where="post", color="tab:red", label="best so far")
         if (~ok).any() and ok.any():
@@ -402,13 +396,7 @@ class Optimizer:
         ax.set_xlabel("trial")
         ax.set_ylabel(f"{column} ({self.space.objective.direction}d)")
         ax.set_title(f"optimization history ({len(frame)} trials)")
-        ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        if path is not None:
-            from metabo.io import atomic_write_with
-
-            atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-        return fig
+        return _finish_plot(fig, ax, path)
 
     def __repr__(self) -> str:
         if self.multi:
@@ -733,6 +721,17 @@ def optimize(
     """
     catch = options.pop("catch", ())
     return Optimizer(space, prior=prior, **options).optimize(func, n_trials, catch=catch)
+
+
+def _finish_plot(fig, ax, path):
+    """Legend and layout; written atomically as PNG to ``path`` when given. Returns the figure."""
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        from metabo.io import atomic_write_with
+
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    return fig
 
 
 def _load_json(path: str) -> dict:

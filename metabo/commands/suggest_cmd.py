@@ -49,8 +49,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import json
-    import sys
 
     from metabo.commands.common import UserError
     from metabo.space import SpaceError, load_space
@@ -96,23 +94,12 @@ def run(args) -> int:
                 raise UserError(f"{args.history}: {where}") from err
         _warn_border(optimizer, space)
 
-    from metabo.bo.maximize import AllObservedError
-
-    try:
-        configs = optimizer.ask(args.n)
-    except AllObservedError as err:
-        raise UserError(str(err)) from err
-    for config in configs:
-        print(json.dumps(_rounded(config, space)))
-    sys.stdout.flush()
-    return 0
+    return _print_suggestions(optimizer, args.n, space)
 
 
 def _run_multi(args, space) -> int:
     """A multi-objective (or constrained) space: priors per column, a history with a column per
     objective and constrained metric, suggestions from the multi-objective core."""
-    import json
-    import sys
 
     import numpy as np
 
@@ -153,10 +140,19 @@ def _run_multi(args, space) -> int:
             except (TellError, TypeError, ValueError) as err:
                 where = LogValidationError(str(err), row=row, source=args.history)
                 raise UserError(f"{args.history}: {where}") from err
+    return _print_suggestions(optimizer, args.n, space)
+
+
+def _print_suggestions(optimizer, count: int, space) -> int:
+    """Ask for ``count`` configurations and print them as JSON lines."""
+    import json
+    import sys
+
     from metabo.bo.maximize import AllObservedError
+    from metabo.commands.common import UserError
 
     try:
-        configs = optimizer.ask(args.n)
+        configs = optimizer.ask(count)
     except AllObservedError as err:
         raise UserError(str(err)) from err
     for config in configs:
