@@ -136,6 +136,15 @@ def _padded(x, y):
     return jnp.asarray(x_pad), jnp.asarray(y_pad), jnp.asarray(mask)
 
 
+def _single(acquisition: Acquisition) -> Acquisition:
+    if acquisition.name == "hedge":
+        raise ValueError(
+            "'hedge' is a portfolio chosen by the BO core (metabo.bo.designer.Designer); "
+            "score or maximize its members (Acquisition.members()) here"
+        )
+    return acquisition
+
+
 def _key(key):
     if key is None:
         raise ValueError("this acquisition is random: pass key=jax.random.PRNGKey(seed)")
@@ -170,7 +179,7 @@ def score_candidates(
 
     EI and PI are returned in log space.
     """
-    acquisition = Acquisition.parse(acquisition)
+    acquisition = _single(Acquisition.parse(acquisition))
     candidates = np.asarray(candidates, dtype=np.float64)
     if candidates.ndim != 2 or candidates.shape[0] == 0:
         raise ValueError(f"candidates must be a non-empty [m, d] array, got shape {candidates.shape}")
@@ -328,7 +337,7 @@ def suggest_box(
       dim: the dimension, needed only when x_obs is empty and not shaped [0, d].
       num_sweep, num_starts, steps, learning_rate: see ``maximize_box``.
     """
-    acquisition = Acquisition.parse(acquisition)
+    acquisition = _single(Acquisition.parse(acquisition))
     x, y = _observations(x_obs, y_obs, dim)
     dim = x.shape[1] if x.shape[1] else dim
     if not dim:
