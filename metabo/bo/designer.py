@@ -338,6 +338,15 @@ class Designer:
         chosen: list[np.ndarray] = []
 
         def pick(acquisition, key) -> np.ndarray:
+            """The acquisition's maximizer [d]; for a tuple of them (GP-Hedge's members), one per member."""
+            if isinstance(acquisition, tuple):
+                if self.candidates is None:
+                    return [pick(member, key) for member in acquisition]
+                observed = same_points(self.candidates, exclude)
+                indices = engine.nominate_finite(
+                    model, params, x_model, y_model, self.candidates, observed, acquisition, step
+                )
+                return [self.candidates[i] for i in indices]
             if self.candidates is not None:
                 observed = same_points(self.candidates, exclude)
                 index = engine.suggest_finite(
@@ -389,7 +398,7 @@ class Designer:
         the box), one nominee is drawn; its ``Nomination`` is appended to ``nominations``."""
         from metabo.bo import hedge
 
-        nominees = np.stack([pick(member, key) for member in self.acquisition.members()])
+        nominees = np.stack(pick(self.acquisition.members(), key))
         probs = hedge.probabilities(gains, self.acquisition.eta)
         chosen = hedge.choose(probs, hedge.choice_uniform(self.seed, self.issued, position))
         self.nominations.append(hedge.Nomination(self.acquisition.portfolio, nominees, chosen, probs, gains))

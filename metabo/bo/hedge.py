@@ -18,7 +18,7 @@ past step), so they are persisted with the trial they came from (``Nomination``,
 history on each call: the reward of trial s's nominees is the posterior mean conditioned on the
 trials up to and including s (in history order, scores warped and failures imputed as the core
 does on that prefix), so it is the value Algorithm 2 computed at the time, for any number of
-rebuilds. All prefixes are conditioned in one compiled call (``rewards``). Under a pre-trained
+rebuilds. All prefixes are conditioned in one compiled call on one Cholesky factor (``rewards``). Under a pre-trained
 prior (fixed hyperparameters) this is exactly Algorithm 2; a single-task GP refitted each step is
 evaluated with the current fit for every prefix. Trials without a recorded nomination (told by
 hand, from ``metabo suggest``'s history file, or the quasi-random initial design) earn nothing.
@@ -113,6 +113,10 @@ def rewards(model, params, x, prefix_scores: Sequence[np.ndarray], nominees) -> 
     x: [n, d] the told inputs (in history order); prefix_scores: r arrays, the s-th of length
     k_s <= n, the (warped) scores of the first k_s trials as the model sees them; nominees:
     [r, N, d] -> [r, N], entry (s, j) = mu(nominees[s, j] | x[:k_s], prefix_scores[s]).
+
+    One Cholesky factor serves every prefix: the factor of the leading k x k block of a Gram
+    matrix is the leading block of its factor L, and the leading block of L^-1 is that block's
+    inverse. So all prefixes cost two matrix products with L^-1, not r factorizations.
     """
     import jax.numpy as jnp
 
@@ -131,10 +135,10 @@ def rewards(model, params, x, prefix_scores: Sequence[np.ndarray], nominees) -> 
     size, count = bucket_size(n, minimum=BO_MIN), bucket_size(r, minimum=SMALL_MIN)
     x_pad = np.zeros((size, d))
     x_pad[:n] = x
-    ys, masks = np.zeros((count, size)), np.zeros((count, size), dtype=bool)
+    ys, lengths = np.zeros((count, size)), np.zeros(count, dtype=np.int32)
     for s, y in enumerate(prefix_scores):
         y = np.asarray(y, dtype=np.float64).reshape(-1)
-        ys[s, : len(y)], masks[s, : len(y)] = y, True
+        ys[s, : len(y)], lengths[s] = y, len(y)
     queries = np.zeros((count, *nominees.shape[1:]))
     queries[:r] = nominees
 
@@ -146,8 +150,9 @@ def rewards(model, params, x, prefix_scores: Sequence[np.ndarray], nominees) -> 
             model,
             params,
             jnp.asarray(x_pad),
+            jnp.asarray(np.arange(size) < n),
             jnp.asarray(ys),
-            jnp.asarray(masks),
+            jnp.asarray(lengths),
             jnp.asarray(queries),
         )
         return np.asarray(means)
@@ -157,20 +162,29 @@ def rewards(model, params, x, prefix_scores: Sequence[np.ndarray], nominees) -> 
 
 @functools.cache
 def _prefix_means():
-    """The compiled prefix conditioning, built on first use (importing this module needs no JAX)."""
+    """The compiled prefix posterior means, built on first use (importing this module needs no
+    JAX). x: [P, d], mask: [P], ys: [R, P], lengths: [R], queries: [R, N, d] -> [R, N]."""
     import jax
     import jax.numpy as jnp
 
-    from metabo.gp.posterior import condition, factorized
+    from metabo.gp.linalg import mask_gram
+    from metabo.gp.posterior import chol_inverse, factorize
 
-    def means(model, params, x, ys, masks, queries, adaptive):
-        def one(y, mask, q):
-            state = condition(model, params, x, y, mask, adaptive=adaptive)
-            cross = jnp.where(mask[None, :], model.cov(params, q, x), 0.0)
-            return model.mean_fn(params, q) + cross @ state.alpha, state.jitter, factorized(state)
-
-        mean, jitter, ok = jax.vmap(one)(ys, masks, queries)
-        return mean, jnp.max(jitter), jnp.all(ok)
+    def means(model, params, x, mask, ys, lengths, queries, adaptive):
+        gram = model.cov(params, x, x) + model.noise(params) * jnp.eye(x.shape[0], dtype=x.dtype)
+        chol, _, jitter = factorize(mask_gram(gram, mask), jnp.zeros(x.shape[0], dtype=x.dtype), adaptive)
+        inverse = chol_inverse(chol)  # W = L^-1, lower triangular
+        # Row i of W v uses v[:i+1] only, so the first k entries of W v equal (L_k)^-1 v[:k]
+        # whatever v holds beyond k: one product with W for all prefixes, masked afterwards.
+        inside = jnp.arange(x.shape[0])[None, :] < lengths[:, None]  # [R, P]
+        residual = jnp.where(inside, ys - model.mean_fn(params, x)[None, :], 0.0)
+        whitened = jnp.where(inside, residual @ inverse.T, 0.0)  # [R, P]
+        flat = queries.reshape(-1, queries.shape[-1])  # [R * N, d]
+        cross = model.cov(params, flat, x) @ inverse.T  # [R * N, P]
+        cross = cross.reshape(*queries.shape[:2], -1)
+        mean = model.mean_fn(params, flat).reshape(queries.shape[:2])
+        ok = jnp.all(jnp.isfinite(chol))
+        return mean + jnp.einsum("rnp,rp->rn", cross, whitened), jitter, ok
 
     return jax.jit(means, static_argnames=("model", "adaptive"))
 

@@ -281,9 +281,10 @@ class PretrainedGPSampler(BaseSampler):
                     latest[prior_name] = distribution
         return latest
 
-    def _history(self, study, current: int):
+    def _history(self, study, current: int, with_nominees: bool = False):
         """The study's trials in the prior's unit cube: x [n, d] with scores [n] (NaN for a
-        failure) and pending points [p, d] (trials running in other workers)."""
+        failure) and pending points [p, d] (trials running in other workers); with
+        ``with_nominees``, also the n told trials' GP-Hedge nominations (None where none)."""
         names = self._optuna_names()
         objective = self.space.objective
         xs, ys, pending, nominees = [], [], [], []
@@ -314,19 +315,19 @@ class PretrainedGPSampler(BaseSampler):
             elif past.state == TrialState.RUNNING:
                 pending.append(unit)
         d = self.space.dim
-        return (
+        history = (
             np.asarray(xs, dtype=np.float64).reshape(-1, d),
             np.asarray(ys, dtype=np.float64),
             np.asarray(pending, dtype=np.float64).reshape(-1, d),
-            nominees,
         )
+        return (*history, nominees) if with_nominees else history
 
     def _suggest(self, study, trial: FrozenTrial, distributions: Mapping[str, BaseDistribution | None]) -> dict[str, float]:
         """The next configuration, prior name -> value inside ``distributions`` (None: the prior's range)."""
         from metabo.bo.designer import Designer
 
         self._wait_for_earlier_claims(study, trial.number)
-        x, scores, pending, nominees = self._history(study, trial.number)
+        x, scores, pending, nominees = self._history(study, trial.number, with_nominees=True)
         full_box = all(d is None or _matches(d, self.space[name]) for name, d in distributions.items())
         if self._candidates_unit is not None:
             user, unit = self._candidates_user, self._candidates_unit

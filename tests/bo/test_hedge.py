@@ -187,3 +187,16 @@ def test_batches_and_memory():
     memory.remember(points, designer.nominations)
     found = memory.lookup(np.concatenate([points[::-1], [[0.123]]]))
     assert found[0] is designer.nominations[2] and found[2] is designer.nominations[0] and found[3] is None
+
+
+def test_nominations_from_one_posterior_match_each_acquisition_alone():
+    prior = _prior()
+    rng = np.random.default_rng(2)
+    candidates, x = rng.random((50, 2)), rng.random((6, 2))
+    y = np.sin(3 * x[:, 0]) + x[:, 1]
+    observed = np.zeros(50, dtype=bool)
+    observed[[0, 7]] = True
+    members = Acquisition("hedge", portfolio=("ucb", "pi", "ei", "gp-ucb"), zeta=0.1).members()
+    together = engine.nominate_finite(prior.model, prior.params, x, y, candidates, observed, members, step=6)
+    alone = [engine.suggest_finite(prior.model, prior.params, x, y, candidates, observed, m, step=6) for m in members]
+    assert together == alone and not observed[together].any()
