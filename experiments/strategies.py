@@ -140,6 +140,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "strategies")
     ap.add_argument("--results", type=Path, default=ROOT / "experiments" / "results" / "strategies")
     ap.add_argument("--title", default="pd1_mini")
+    ap.add_argument("--parts", default=None, help="comma-separated parts to run (default: all)")
     args = ap.parse_args(argv)
     args.tasks = args.tasks.split(",") if args.tasks else None
     variants = VARIANTS if not args.variants else [v for v in VARIANTS if v[0] in args.variants.split(",")]
@@ -151,19 +152,25 @@ def main(argv=None) -> int:
     space = load_space(space_path)
     frame = pd.read_parquet(args.data)
     parts = {p: frame[frame["part"] == p] for p in ("matched", "unmatched")} if "part" in frame else {"all": frame}
+    if args.parts:
+        parts = {p: rows for p, rows in parts.items() if p in args.parts.split(",")}
     args.results.mkdir(parents=True, exist_ok=True)
-    sections, numbers = [f"# Strategies on {args.title}", "", "Produced by `python experiments/strategies.py "
-                         + " ".join(argv if argv is not None else sys.argv[1:]) + "`.", ""], {}
+    command = "python experiments/strategies.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    numbers = {}
     for part, rows in parts.items():
         log = read_log(rows.drop(columns=["part"]).reset_index(drop=True) if "part" in rows else rows, space)
         results = run_part(log, part, args, variants)
         labels = [v[0] for v in variants]
         text, numbers[part] = report(results, log, part, args, labels)
+        text = f"{text}\nProduced by `{command}`.\n"
         (args.results / f"{part}.md").write_text(text)
-        sections.append(text)
+        (args.results / f"{part}.json").write_text(json.dumps(numbers[part], indent=1, default=float))
         print(text, flush=True)
+    # The summary gathers every part's table written so far (parts may be run separately).
+    sections = [f"# Strategies on {args.title}", ""]
+    sections += [(args.results / f"{p}.md").read_text() for p in ("matched", "unmatched", "all")
+                 if (args.results / f"{p}.md").exists()]
     (args.results / "summary.md").write_text("\n".join(sections))
-    (args.results / "summary.json").write_text(json.dumps(numbers, indent=1, default=float))
     return 0
 
 

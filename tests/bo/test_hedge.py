@@ -106,15 +106,16 @@ def test_gains_grow_by_the_posterior_mean_after_each_observation(tmp_path):
     prior = _prior()
     opt = Optimizer(CANDIDATE_SPACE, prior=prior, acquisition="hedge", seed=1, candidates=_candidates())
     expected = np.zeros(2)
-    for step in range(6):
+    for _ in range(6):
         config = opt.ask()
-        nomination = opt._designer.nominations[0]
-        assert nomination.gains == pytest.approx(expected, abs=1e-8)
-        opt.tell(config, _loss(config))
+        trial = opt.tell(config, _loss(config))
+        assert trial.hedge["gains"] == pytest.approx(expected, abs=1e-8)
         # Independently: the engine's posterior mean, conditioned on the trials so far (the new
-        # observation included), at this step's nominees.
-        x, scores = opt._history()
-        expected = expected + engine.posterior_mean(prior.model, prior.params, x, scores, nomination.nominees)
+        # observation included), at this trial's nominees.
+        x = CANDIDATE_SPACE.to_unit(CANDIDATE_SPACE.config_matrix([t.config for t in opt.trials]))
+        scores = CANDIDATE_SPACE.objective.to_score(np.array([t.value for t in opt.trials]))
+        nominees = np.asarray(trial.hedge["nominees"])
+        expected = expected + engine.posterior_mean(prior.model, prior.params, x, scores, nominees)
     assert np.any(np.abs(expected) > 0.1)  # the check above compared non-trivial gains
 
 
@@ -145,11 +146,11 @@ def test_choices_are_seeded_and_survive_a_resume(tmp_path):
     last = records[-1]
     assert abs(last["probabilities"][0] - 0.5) > 1e-3
     reopened = Optimizer.resume(tmp_path / "b.json", prior=prior)
-    reopened.ask()
-    gains = reopened._designer.nominations[0].gains
+    config = reopened.ask()
+    gains = reopened.tell(config, _loss(config)).hedge["gains"]
     fresh = make(tmp_path / "a.json")  # the uninterrupted run's file, after the same 8 trials
-    fresh.ask()
-    assert gains == pytest.approx(fresh._designer.nominations[0].gains, rel=1e-10)
+    config = fresh.ask()
+    assert gains == pytest.approx(fresh.tell(config, _loss(config)).hedge["gains"], rel=1e-10)
     # Another seed makes other choices somewhere in the first 8 (the draws are the seed's).
     assert run(make(tmp_path / "c.json", seed=5), 8) != whole
 
