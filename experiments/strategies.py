@@ -66,7 +66,9 @@ def run_part(log, part: str, args, variants) -> pd.DataFrame:
     frames = [pd.read_parquet(path)] if path.exists() else []
     done = set()
     if frames:
-        done = set(map(tuple, frames[0][["method", "task", "seed"]].drop_duplicates().itertuples(index=False)))
+        done = set(
+            map(tuple, frames[0][["method", "task", "seed"]].drop_duplicates().itertuples(index=False))
+        )
     tasks = args.tasks or log.tasks
     for task in tasks:
         train = log.without([task])
@@ -79,14 +81,25 @@ def run_part(log, part: str, args, variants) -> pd.DataFrame:
                 cls = get_method(method)
                 t0 = time.time()
                 frame = run_unit(
-                    cls, log.space, train if cls.uses_training_tasks else None, pool_x, pool_y,
-                    method=label, task=task, seed=seed, unit_seed=derive_seed(0, task, seed),
-                    budget=args.budget, options=options,
+                    cls,
+                    log.space,
+                    train if cls.uses_training_tasks else None,
+                    pool_x,
+                    pool_y,
+                    method=label,
+                    task=task,
+                    seed=seed,
+                    unit_seed=derive_seed(0, task, seed),
+                    budget=args.budget,
+                    options=options,
                 )
                 frames.append(frame)
                 regret = frame["normalized_regret"].to_numpy()
-                print(f"[{part}] {task} {label} seed {seed}: {time.time() - t0:.1f} s, "
-                      f"regret@25 {regret[min(24, len(regret) - 1)]:.3f}", flush=True)
+                print(
+                    f"[{part}] {task} {label} seed {seed}: {time.time() - t0:.1f} s, "
+                    f"regret@25 {regret[min(24, len(regret) - 1)]:.3f}",
+                    flush=True,
+                )
             pd.concat(frames, ignore_index=True).to_parquet(path, index=False)
     return pd.concat(frames, ignore_index=True)
 
@@ -116,7 +129,9 @@ def report(results: pd.DataFrame, log, part: str, args, labels) -> tuple[str, di
         "",
         "Mean normalized regret after b evaluations (mean over tasks and seeds; lower is better), and average rank:",
         "",
-        "| method | " + " | ".join(f"b = {b}" for b in TABLE_BUDGETS) + f" | mean rank (b = 1..{args.budget}) |",
+        "| method | "
+        + " | ".join(f"b = {b}" for b in TABLE_BUDGETS)
+        + f" | mean rank (b = 1..{args.budget}) |",
         "| --- | " + " | ".join("---:" for _ in TABLE_BUDGETS) + " | ---: |",
     ]
     numbers = {}
@@ -127,14 +142,20 @@ def report(results: pd.DataFrame, log, part: str, args, labels) -> tuple[str, di
         numbers[label] = dict(zip(map(str, TABLE_BUDGETS), at, strict=True))
         lines.append(f"| {label} | " + " | ".join(f"{v:.4f}" for v in at) + f" | {np.nanmean(ranks):.2f} |")
     lines += ["", efficiency_markdown(summary), "", top1_markdown(summary), ""]
-    return "\n".join(lines), {"regret": numbers, "min_speedup": summary.get("min_speedup"),
-                              "speedup": summary.get("speedup"), "top1_speedup": summary.get("top1_speedup")}
+    return "\n".join(lines), {
+        "regret": numbers,
+        "min_speedup": summary.get("min_speedup"),
+        "speedup": summary.get("speedup"),
+        "top1_speedup": summary.get("top1_speedup"),
+    }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "pd1_mini.parquet")
-    ap.add_argument("--space", type=Path, default=None, help="default: <data stem>_space.json next to the data")
+    ap.add_argument(
+        "--space", type=Path, default=None, help="default: <data stem>_space.json next to the data"
+    )
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--tasks", default=None, help="comma-separated target tasks (default: all)")
@@ -153,7 +174,11 @@ def main(argv=None) -> int:
     space_path = args.space or args.data.with_name(f"{args.data.stem}_space.json")
     space = load_space(space_path)
     frame = pd.read_parquet(args.data)
-    parts = {p: frame[frame["part"] == p] for p in ("matched", "unmatched")} if "part" in frame else {"all": frame}
+    parts = (
+        {p: frame[frame["part"] == p] for p in ("matched", "unmatched")}
+        if "part" in frame
+        else {"all": frame}
+    )
     if args.parts:
         parts = {p: rows for p, rows in parts.items() if p in args.parts.split(",")}
     args.results.mkdir(parents=True, exist_ok=True)
@@ -170,8 +195,11 @@ def main(argv=None) -> int:
         print(text, flush=True)
     # The summary gathers every part's table written so far (parts may be run separately).
     sections = [f"# Strategies on {args.title}", ""]
-    sections += [(args.results / f"{p}.md").read_text() for p in ("matched", "unmatched", "all")
-                 if (args.results / f"{p}.md").exists()]
+    sections += [
+        (args.results / f"{p}.md").read_text()
+        for p in ("matched", "unmatched", "all")
+        if (args.results / f"{p}.md").exists()
+    ]
     (args.results / "summary.md").write_text("\n".join(sections))
     return 0
 

@@ -52,5 +52,7 @@ class GridSearch(Method):
                 if len(x_obs) == 0 or np.min(np.max(np.abs(x_obs - point), axis=1)) > 1e-9:
                     return point
             if count > 64 * (len(x_obs) + 64):
-                raise ValueError("grid search found no unobserved point (is every integer configuration taken?)")
+                raise ValueError(
+                    "grid search found no unobserved point (is every integer configuration taken?)"
+                )
             count *= 2

@@ -280,7 +280,14 @@ def nominate_finite(
     betas = jnp.asarray([_beta(m, step, num_candidates=candidates.shape[0]) for m in members])
     # The members share zeta (one Acquisition's settings); PI is the only one that reads it.
     (values,) = _call(
-        _finite_portfolio, model, codes, params, *_padded(x, y), jnp.asarray(candidates), betas, members[0].zeta
+        _finite_portfolio,
+        model,
+        codes,
+        params,
+        *_padded(x, y),
+        jnp.asarray(candidates),
+        betas,
+        members[0].zeta,
     )
     values = np.where(observed[None, :] | np.isnan(np.asarray(values)), -np.inf, np.asarray(values))
     free = int(np.flatnonzero(~observed)[0])

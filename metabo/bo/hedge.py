@@ -70,12 +70,16 @@ class Nomination(NamedTuple):
             members = tuple(str(m) for m in data["members"])
             nominees = np.asarray(data["nominees"], dtype=np.float64)
             chosen = members.index(str(data["chosen"]))
-            probabilities = np.asarray(data.get("probabilities", np.full(len(members), np.nan)), dtype=np.float64)
+            probabilities = np.asarray(
+                data.get("probabilities", np.full(len(members), np.nan)), dtype=np.float64
+            )
             gains = np.asarray(data.get("gains", np.full(len(members), np.nan)), dtype=np.float64)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"malformed hedge nomination {data!r}: {err}") from None
         if nominees.ndim != 2 or nominees.shape[0] != len(members) or not np.all(np.isfinite(nominees)):
-            raise ValueError(f"hedge nomination needs one finite nominee per member, got shape {nominees.shape}")
+            raise ValueError(
+                f"hedge nomination needs one finite nominee per member, got shape {nominees.shape}"
+            )
         return cls(members, nominees, chosen, probabilities, gains)
 
 
@@ -104,7 +108,9 @@ def choose(probs, u: float) -> int:
 def choice_uniform(seed: int, issued: int, index: int = 0) -> float:
     """The uniform number behind the choice of a suggestion: from the seed, the number of points
     issued before the suggestion's batch, and its position in the batch."""
-    return float(np.random.default_rng(np.random.SeedSequence([int(seed), int(issued), 2, int(index)])).random())
+    return float(
+        np.random.default_rng(np.random.SeedSequence([int(seed), int(issued), 2, int(index)])).random()
+    )
 
 
 def rewards(model, params, x, prefix_scores: Sequence[np.ndarray], nominees) -> np.ndarray:
@@ -217,7 +223,9 @@ class NominationMemory:
 
 def describe(nomination: Nomination) -> str:
     """One line for a log: who was chosen, with what probability."""
-    probs = ", ".join(f"{m} {p:.3f}" for m, p in zip(nomination.members, nomination.probabilities, strict=True))
+    probs = ", ".join(
+        f"{m} {p:.3f}" for m, p in zip(nomination.members, nomination.probabilities, strict=True)
+    )
     return f"hedge chose {nomination.members[nomination.chosen]} (probabilities {probs})"
 
 

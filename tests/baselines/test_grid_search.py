@@ -15,7 +15,18 @@ def test_grid_never_repeats_and_covers_the_pool():
     rng = np.random.default_rng(0)
     pool_x = rng.random((60, 2))
     pool_y = rng.normal(size=60)
-    frame = run_unit(get_method("grid"), space, None, pool_x, pool_y, method="grid", task="t", seed=0, unit_seed=0, budget=100)
+    frame = run_unit(
+        get_method("grid"),
+        space,
+        None,
+        pool_x,
+        pool_y,
+        method="grid",
+        task="t",
+        seed=0,
+        unit_seed=0,
+        budget=100,
+    )
     assert sorted(frame["index"]) == list(range(60))  # every candidate once, none twice
     # The first proposal is the candidate nearest the centre, the second the one nearest grid point 1.
     grid = grid_points(2, 2, seed=0)
@@ -25,7 +36,10 @@ def test_grid_never_repeats_and_covers_the_pool():
 
 
 def test_grid_on_the_box_rounds_integers_and_never_repeats():
-    space = Space((Parameter("lr", "real", 1e-4, 1.0, log=True), Parameter("layers", "int", 1, 3)), Objective("loss", "minimize"))
+    space = Space(
+        (Parameter("lr", "real", 1e-4, 1.0, log=True), Parameter("layers", "int", 1, 3)),
+        Objective("loss", "minimize"),
+    )
     method = get_method("grid")(space, None, seed=0)
     x = np.zeros((0, 2))
     for step in range(12):

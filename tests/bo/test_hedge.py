@@ -56,10 +56,16 @@ def test_gains_and_probabilities_on_a_constructed_case():
     # Trial 0 at 0.2 (score 1): UCB nominated 0.2 (chosen), PI nominated 0.8.
     # Trial 1 at 0.8 (score 3): UCB nominated 0.5, PI nominated 0.8 (chosen).
     records = [
-        hedge.Nomination(("ucb", "pi"), np.array([[0.2], [0.8]]), 0, np.array([0.5, 0.5]), np.zeros(2)).to_dict(),
-        hedge.Nomination(("ucb", "pi"), np.array([[0.5], [0.8]]), 1, np.array([0.5, 0.5]), np.zeros(2)).to_dict(),
+        hedge.Nomination(
+            ("ucb", "pi"), np.array([[0.2], [0.8]]), 0, np.array([0.5, 0.5]), np.zeros(2)
+        ).to_dict(),
+        hedge.Nomination(
+            ("ucb", "pi"), np.array([[0.5], [0.8]]), 1, np.array([0.5, 0.5]), np.zeros(2)
+        ).to_dict(),
     ]
-    designer = Designer(space, prior, acquisition={"name": "hedge", "eta": 0.5}, seed=3, candidates=candidates)
+    designer = Designer(
+        space, prior, acquisition={"name": "hedge", "eta": 0.5}, seed=3, candidates=candidates
+    )
     designer.update(np.array([[0.2], [0.8]]), np.array([1.0, 3.0]), nominees=records)
     point = designer.suggest(1)[0]
     (nomination,) = designer.nominations
@@ -131,7 +137,9 @@ def test_choices_are_seeded_and_survive_a_resume(tmp_path):
         return out
 
     def make(path, seed=4):
-        return Optimizer(CANDIDATE_SPACE, prior=prior, acquisition="hedge", seed=seed, state=path, candidates=candidates)
+        return Optimizer(
+            CANDIDATE_SPACE, prior=prior, acquisition="hedge", seed=seed, state=path, candidates=candidates
+        )
 
     whole = run(make(tmp_path / "a.json"), 8)
     first = run(make(tmp_path / "b.json"), 4)
@@ -199,5 +207,8 @@ def test_nominations_from_one_posterior_match_each_acquisition_alone():
     observed[[0, 7]] = True
     members = Acquisition("hedge", portfolio=("ucb", "pi", "ei", "gp-ucb"), zeta=0.1).members()
     together = engine.nominate_finite(prior.model, prior.params, x, y, candidates, observed, members, step=6)
-    alone = [engine.suggest_finite(prior.model, prior.params, x, y, candidates, observed, m, step=6) for m in members]
+    alone = [
+        engine.suggest_finite(prior.model, prior.params, x, y, candidates, observed, m, step=6)
+        for m in members
+    ]
     assert together == alone and not observed[together].any()
