@@ -7,6 +7,8 @@ Modules:
   - ``single_task``: ``fit_single_task``, type-II ML hyperparameters for one task (STBO).
   - ``engine``: ``suggest_finite`` / ``suggest_box``, the functional core (one point each).
   - ``empirical``: ``EmpiricalPrior``, Wang et al. (2018)'s estimated prior on a finite set.
+  - ``hedge``: GP-Hedge's portfolio arithmetic (``Nomination``, probabilities, rewards).
+  - ``grid``: ``grid_points``, a coarse-to-fine grid whose every prefix covers the cube.
   - ``optimizer``: ``Optimizer``, ask/tell in user units with an atomic state file.
 
 Attributes load lazily so ``import metabo.bo.optimizer`` (and the CLI) does not import JAX
@@ -24,6 +26,9 @@ _EXPORTS = {
     "suggest_finite": "engine",
     "suggest_box": "engine",
     "score_candidates": "engine",
+    "nominate_finite": "engine",
+    "Nomination": "hedge",
+    "grid_points": "grid",
     "fit_single_task": "single_task",
     "EmpiricalPrior": "empirical",
     "maximize_box": "maximize",

@@ -25,6 +25,10 @@ hand, from ``metabo suggest``'s history file, or the quasi-random initial design
 
 The choice of nominee uses a uniform number from the suggestion's seed sequence
 (``choice_uniform``), so a replayed or resumed search makes the same choices.
+
+Batches and parallel workers: each point of a batch is nominated under the core's fantasies and
+drawn with the same gains (no new observation has arrived); a pending trial earns its reward
+once it is told, from its position in the history.
 """
 
 from __future__ import annotations
