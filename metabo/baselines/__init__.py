@@ -11,7 +11,7 @@ import importlib
 from metabo.baselines.base import REGISTRY, Method, register
 
 # One module per method (or family); each registers its names on import.
-METHOD_MODULES = ("random_search", "zeroshot", "bbox", "stbo", "hyperbo", "mtgp", "ablr", "rgpe", "fsbo", "tpe")
+METHOD_MODULES = ("random_search", "grid", "zeroshot", "bbox", "stbo", "hyperbo", "mtgp", "ablr", "rgpe", "fsbo", "tpe")
 
 
 def _import_all() -> None:

@@ -35,7 +35,8 @@ Options (``hyperbo``, ``hyperbo-ekl``) override ``pretrain``'s defaults, never r
   ``pretrain_steps``, ``batch_size`` (``None``: every point at every step), ``learning_rate``,
   ``ekl_weight``, ``warp`` and ``pretrain_seed`` (0): ``pretrain``'s ``steps``, ``batch_size``,
   ``learning_rate``, ``ekl_weight``, ``warp`` and ``seed``;
-  ``acquisition`` (``"ei"``; any of ``metabo.bo.engine.ACQUISITIONS``);
+  ``acquisition`` (``"ei"``; any of ``metabo.bo.engine.ACQUISITIONS``, ``"hedge"`` included: the
+  method keeps GP-Hedge's nominations across steps, as ``Optimizer`` keeps them in its trials);
   ``transfer_guard`` (False) and ``guard_margin`` (0.0): the core's negative-transfer guard
   (``metabo.bo.designer.Designer``);
   ``failure_model`` (False): weight EI by the pre-trained failure model's P(no failure), updated
@@ -71,6 +72,7 @@ from metabo.baselines.common import array_digest, content_key, match_rows
 from metabo.bo.designer import Designer
 from metabo.bo.empirical import EMPIRICAL_ACQUISITIONS, EmpiricalPrior, acquisition_arrays, zeta
 from metabo.bo.engine import Acquisition
+from metabo.bo.hedge import NominationMemory
 from metabo.bo.maximize import masked_argmax
 from metabo.data import STATUS_COLUMN, TASK_COLUMN, TuningLog
 from metabo.defaults import model_spec
@@ -167,14 +169,24 @@ class HyperBO(Method):
         # NaN scores are failed trials: the core excludes and imputes them. Candidates marked
         # observed are excluded even when the history does not hold them.
         excluded = None if observed is None else np.asarray(candidates)[np.asarray(observed, dtype=bool)]
-        designer.update(x_obs, y_obs, excluded=excluded)
+        # GP-Hedge's nominations: the designer is rebuilt at every step, this method lives on.
+        if not hasattr(self, "nominations"):
+            self.nominations = NominationMemory()
+        designer.update(x_obs, y_obs, excluded=excluded, nominees=self.nominations.lookup(np.asarray(x_obs)))
         return designer
 
+    def _suggest(self, designer) -> np.ndarray:
+        point = designer.suggest(1)
+        self.nominations.remember(point, designer.nominations)
+        return point[0]
+
     def propose_finite(self, x_obs, y_obs, candidates, observed, step) -> int:
-        return self._designer(x_obs, y_obs, candidates, observed).suggest_indices(1)[0]
+        designer = self._designer(x_obs, y_obs, candidates, observed)
+        point = self._suggest(designer)
+        return int(np.argmin(np.max(np.abs(designer.candidates - point[None, :]), axis=-1)))
 
     def propose_box(self, x_obs, y_obs, step) -> np.ndarray:
-        return self._designer(x_obs, y_obs).suggest(1)[0]
+        return self._suggest(self._designer(x_obs, y_obs))
 
 
 def thin_matched(

@@ -9,6 +9,8 @@ Modules:
   - ``empirical``: ``EmpiricalPrior``, Wang et al. (2018)'s estimated prior on a finite set.
   - ``multi``: multi-objective BO (Pareto fronts, hypervolume, EHVI / ParEGO, outcome
     constraints) over one BO core per objective: ``MultiDesigner``.
+  - ``hedge``: GP-Hedge's portfolio arithmetic (``Nomination``, probabilities, rewards).
+  - ``grid``: ``grid_points``, a coarse-to-fine grid whose every prefix covers the cube.
   - ``optimizer``: ``Optimizer``, ask/tell in user units with an atomic state file.
 
 Attributes load lazily so ``import metabo.bo.optimizer`` (and the CLI) does not import JAX
@@ -26,6 +28,9 @@ _EXPORTS = {
     "suggest_finite": "engine",
     "suggest_box": "engine",
     "score_candidates": "engine",
+    "nominate_finite": "engine",
+    "Nomination": "hedge",
+    "grid_points": "grid",
     "fit_single_task": "single_task",
     "EmpiricalPrior": "empirical",
     "maximize_box": "maximize",

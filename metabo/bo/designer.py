@@ -40,6 +40,10 @@ What it does with the history (unit-cube inputs, scores maximized, ``NaN`` for a
     and ``Optimizer`` writes it into each trial's record (``model``).
   - Randomness: the key of a suggestion derives from ``seed`` and the number of points issued
     so far (told + pending), so a resumed or replayed search makes the same choices.
+  - ``acquisition="hedge"`` (GP-Hedge, ``metabo.bo.hedge``): each member of the portfolio
+    nominates its maximizer and one is chosen with probability softmax(eta * gains), the gains
+    recomputed from the history and the nominations recorded with its trials (``update``'s
+    ``nominees``); ``nominations`` holds those of the last ``suggest``, for the caller to keep.
 
 Everything runs in float64 (``metabo.precision``) without any set-up by the caller.
 """
@@ -175,10 +179,11 @@ class Designer:
                     f"candidates must be a non-empty [m, {space.dim}] array, got {candidates.shape}"
                 )
         self.candidates = candidates
+        self.nominations: list = []  # per point of the last suggest: a hedge.Nomination or None
         self.update(np.zeros((0, space.dim)), np.zeros(0))
 
     # ---- history --------------------------------------------------------------------------
-    def update(self, x, scores, pending=None, excluded=None) -> None:
+    def update(self, x, scores, pending=None, excluded=None, nominees=None) -> None:
         """Set the task's whole history.
 
         Args:
@@ -187,6 +192,8 @@ class Designer:
           pending: [p, d] points asked but not told (running elsewhere), or None.
           excluded: [e, d] further points never to suggest, not modelled (e.g. a benchmark's
             observed mask), or None.
+          nominees: for ``"hedge"``, n entries aligned with ``x``: the ``hedge.Nomination`` (or
+            its dict) each trial was suggested with, None where there is none; or None.
         """
         d = self.space.dim
         self.x = np.asarray(x, dtype=np.float64).reshape(-1, d)
@@ -203,22 +210,32 @@ class Designer:
         )
         self._last_model = None  # (model, params) of the next suggestion, chosen on this history
         self._failure = None  # the task's failure posterior on this history, computed on first use
+        from metabo.bo.hedge import as_nomination
+
+        nominees = [None] * len(self.x) if nominees is None else [as_nomination(v) for v in nominees]
+        if len(nominees) != len(self.x):
+            raise ValueError(f"{len(self.x)} points but {len(nominees)} hedge nominations")
+        if any(v is not None and v.nominees.shape[1] != d for v in nominees):
+            raise ValueError(f"hedge nominees must be {d}-dimensional unit-cube points")
+        self.nominees = nominees
 
     @property
     def issued(self) -> int:
         """Points handed out so far: told trials plus pending ones."""
         return len(self.x) + len(self.pending)
 
-    def model_scores(self) -> tuple[np.ndarray, np.ndarray]:
+    def model_scores(self, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """What the GP is conditioned on: (x [k, d], warped scores [k]); failures at the worst
-        successful warped score, left out when there is none."""
-        ok = np.isfinite(self.scores)
-        warped = self.warp(self.scores)
+        successful warped score, left out when there is none. ``count``: as it was after the
+        first ``count`` trials (GP-Hedge's rewards)."""
+        x, scores = (self.x, self.scores) if count is None else (self.x[:count], self.scores[:count])
+        ok = np.isfinite(scores)
+        warped = self.warp(scores)
         if not ok.any():
             return np.zeros((0, self.space.dim)), np.zeros(0)
         failed = ~ok
         y = np.where(failed, np.min(warped[ok]), warped)
-        return self.x, y
+        return x, y
 
     @property
     def failure(self):
@@ -281,6 +298,7 @@ class Designer:
         for j in range(num_random):
             taken = np.concatenate([exclude, np.reshape(chosen, (-1, self.space.dim))])
             chosen.append(self._initial_point(issued + j, taken))
+        self.nominations = [None] * num_random
         if count > num_random:
             chosen.extend(self._model_points(count - num_random, np.reshape(chosen, (-1, self.space.dim))))
         return np.asarray(chosen)
@@ -353,46 +371,80 @@ class Designer:
         x_model, y_model = add_fantasies(x_model, y_model, np.concatenate([self.pending, extra]))
         exclude = np.concatenate([self.x, self.pending, extra, self.excluded])
         thompson = self.acquisition.name == "ts"
-        # Only EI and PI are weighted by P(ok) (engine's module docstring); None keeps the rest's
-        # programs as they were.
+        # Only EI and PI are weighted by P(ok) (engine's module docstring; GP-Hedge's members are
+        # not); None keeps the rest's programs as they were.
         failure = self.failure if self.acquisition.name in ("ei", "pi") else None
         keys = jax.random.split(key_suggest, count) if count > 1 else [key_suggest]
         chosen: list[np.ndarray] = []
-        for i in range(count):
+
+        def pick(acquisition, key) -> np.ndarray:
+            """The acquisition's maximizer [d]; for a tuple of them (GP-Hedge's members), one per member."""
+            if isinstance(acquisition, tuple):
+                if self.candidates is None:
+                    return [pick(member, key) for member in acquisition]
+                observed = same_points(self.candidates, exclude)
+                indices = engine.nominate_finite(
+                    model, params, x_model, y_model, self.candidates, observed, acquisition, step
+                )
+                return [self.candidates[i] for i in indices]
             if self.candidates is not None:
                 observed = same_points(self.candidates, exclude)
                 index = engine.suggest_finite(
-                    model,
-                    params,
-                    x_model,
-                    y_model,
-                    self.candidates,
-                    observed,
-                    self.acquisition,
-                    keys[i],
-                    step,
+                    model, params, x_model, y_model, self.candidates, observed, acquisition, key, step,
                     failure=failure,
                 )
-                point = self.candidates[index]
+                return self.candidates[index]
+            return engine.suggest_box(
+                model,
+                params,
+                x_model,
+                y_model,
+                key,
+                acquisition,
+                step,
+                round_fn=self.space.round_unit,
+                exclude=exclude,
+                dim=self.space.dim,
+                failure=failure,
+            )
+
+        hedge_gains = self._hedge_gains(model, params) if self.acquisition.name == "hedge" else None
+        for i in range(count):
+            if hedge_gains is None:
+                point = pick(self.acquisition, keys[i])
+                self.nominations.append(None)
             else:
-                point = engine.suggest_box(
-                    model,
-                    params,
-                    x_model,
-                    y_model,
-                    keys[i],
-                    self.acquisition,
-                    step,
-                    round_fn=self.space.round_unit,
-                    exclude=exclude,
-                    dim=self.space.dim,
-                    failure=failure,
-                )
+                point = self._hedge_point(pick, keys[i], hedge_gains, len(extra) + i)
             chosen.append(point)
             exclude = np.concatenate([exclude, point[None]])
             if not thompson and i + 1 < count:  # Thompson batches use independent draws instead
                 x_model, y_model = add_fantasies(x_model, y_model, point[None])
         return chosen
+
+    def _hedge_gains(self, model, params) -> np.ndarray:
+        """GP-Hedge's gains [N]: each member's rewards (posterior means at its nominees, each
+        under the history up to and including the nominated trial) summed over the told trials
+        suggested by this portfolio."""
+        from metabo.bo import hedge
+
+        members = self.acquisition.portfolio
+        rows = [s for s, v in enumerate(self.nominees) if v is not None and v.members == members]
+        if not rows:
+            return np.zeros(len(members))
+        prefixes = [self.model_scores(s + 1)[1] for s in rows]
+        nominees = np.stack([self.nominees[s].nominees for s in rows])
+        return hedge.rewards(model, params, self.x, prefixes, nominees).sum(axis=0)
+
+    def _hedge_point(self, pick, key, gains, position: int) -> np.ndarray:
+        """One GP-Hedge suggestion: every member nominates (same key: common random numbers on
+        the box), one nominee is drawn; its ``Nomination`` is appended to ``nominations``."""
+        from metabo.bo import hedge
+
+        nominees = np.stack(pick(self.acquisition.members(), key))
+        probs = hedge.probabilities(gains, self.acquisition.eta)
+        chosen = hedge.choose(probs, hedge.choice_uniform(self.seed, self.issued, position))
+        self.nominations.append(hedge.Nomination(self.acquisition.portfolio, nominees, chosen, probs, gains))
+        return nominees[chosen]
 
     @float64
     def predict(self, points) -> tuple[np.ndarray, np.ndarray]:

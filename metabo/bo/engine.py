@@ -119,6 +119,16 @@ def _finite_scores(model, code, params, x, y, mask, candidates, beta, zeta, adap
 
 
 @functools.partial(jax.jit, static_argnames=("model", "adaptive"))
+def _finite_portfolio(model, codes, params, x, y, mask, candidates, betas, zeta, adaptive):
+    # Several acquisitions from one posterior (GP-Hedge's nominations): [N] codes -> [N, m].
+    state = _conditioned(model, params, x, y, mask, adaptive)
+    mean, var = _predict(model, params, state, _chol_inverse(state), candidates)
+    best, std = _best(y, mask, mean), jnp.sqrt(var)
+    values = jax.vmap(lambda code, beta: _values(code, mean, std, best, beta, zeta))(codes, betas)
+    return values, state.jitter, _ok(state)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "adaptive"))
 def _finite_thompson(model, params, x, y, mask, candidates, key, adaptive):
     state = _conditioned(model, params, x, y, mask, adaptive)
     mean, cov = predict_cov(model, params, state, candidates)
@@ -148,6 +158,15 @@ def _observations(x_obs, y_obs, dim: int | None = None):
 def _padded(x, y):
     x_pad, y_pad, mask = pad_observations(x, y, bucket_size(x.shape[0], minimum=OBS_BUCKET_MIN))
     return jnp.asarray(x_pad), jnp.asarray(y_pad), jnp.asarray(mask)
+
+
+def _single(acquisition: Acquisition) -> Acquisition:
+    if acquisition.name == "hedge":
+        raise ValueError(
+            "'hedge' is a portfolio chosen by the BO core (metabo.bo.designer.Designer); "
+            "score or maximize its members (Acquisition.members()) here"
+        )
+    return acquisition
 
 
 def _key(key):
@@ -185,7 +204,7 @@ def score_candidates(
 
     EI and PI are returned in log space, plus ``log P(ok)`` under ``failure`` when given.
     """
-    acquisition = Acquisition.parse(acquisition)
+    acquisition = _single(Acquisition.parse(acquisition))
     candidates = np.asarray(candidates, dtype=np.float64)
     if candidates.ndim != 2 or candidates.shape[0] == 0:
         raise ValueError(f"candidates must be a non-empty [m, d] array, got shape {candidates.shape}")
@@ -249,6 +268,48 @@ def suggest_finite(
     if observed[index]:  # every unobserved score is -inf: any unobserved candidate will do
         index = int(np.flatnonzero(~observed)[0])
     return index
+
+
+def nominate_finite(
+    model: GPModel,
+    params: GPParams,
+    x_obs,
+    y_obs,
+    candidates,
+    observed,
+    members,
+    step: int | None = None,
+) -> list[int]:
+    """Each member acquisition's choice on a finite set, from one posterior (GP-Hedge).
+
+    Arguments as in ``suggest_finite``; members: closed-form ``Acquisition``s (not ``"ts"``).
+    Returns one unobserved candidate index per member.
+    """
+    members = [_single(Acquisition.parse(m)) for m in members]
+    if any(m.name == "ts" for m in members):
+        raise ValueError("Thompson sampling cannot be a portfolio member")
+    candidates = np.asarray(candidates, dtype=np.float64)
+    observed = np.asarray(observed, dtype=bool).reshape(len(candidates))
+    if observed.all():
+        raise AllObservedError(f"all {observed.size} candidates have been observed; add candidates or stop")
+    x, y = _observations(x_obs, y_obs, candidates.shape[1])
+    step = x.shape[0] if step is None else int(step)
+    codes = jnp.asarray([_CODES[m.name] for m in members])
+    betas = jnp.asarray([_beta(m, step, num_candidates=candidates.shape[0]) for m in members])
+    # The members share zeta (one Acquisition's settings); PI is the only one that reads it.
+    (values,) = _call(
+        _finite_portfolio,
+        model,
+        codes,
+        params,
+        *_padded(x, y),
+        jnp.asarray(candidates),
+        betas,
+        members[0].zeta,
+    )
+    values = np.where(observed[None, :] | np.isnan(np.asarray(values)), -np.inf, np.asarray(values))
+    free = int(np.flatnonzero(~observed)[0])
+    return [int(np.argmax(v)) if np.isfinite(np.max(v)) else free for v in values]
 
 
 # ---- the unit box -------------------------------------------------------------------------
@@ -349,7 +410,7 @@ def suggest_box(
       num_sweep, num_starts, steps, learning_rate: see ``maximize_box``.
       failure: the task's failure model; EI and PI are multiplied by P(ok) (module docstring).
     """
-    acquisition = Acquisition.parse(acquisition)
+    acquisition = _single(Acquisition.parse(acquisition))
     x, y = _observations(x_obs, y_obs, dim)
     dim = x.shape[1] if x.shape[1] else dim
     if not dim:
@@ -420,5 +481,6 @@ __all__ = [
     "posterior_mean",
     "score_candidates",
     "suggest_finite",
+    "nominate_finite",
     "suggest_box",
 ]

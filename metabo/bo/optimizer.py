@@ -49,6 +49,7 @@ import numpy as np
 
 from metabo.bo.config import Acquisition
 from metabo.bo.designer import SAME_POINT_TOL, Designer
+from metabo.bo.hedge import Nomination
 from metabo.data import STATUSES
 from metabo.space import Space, SpaceError, load_space
 
@@ -73,17 +74,23 @@ class TellError(ValueError):
 class Trial:
     """One told trial. config: user units; value: the raw objective (None for a failure without
     one); status: ``ok | diverged | failed``; model: what chose the configuration when the
-    transfer guard judged it (``TransferCheck.describe()``), else None."""
+    transfer guard judged it (``TransferCheck.describe()``), else None; hedge: with
+    ``acquisition="hedge"``, the nomination it was suggested with (``hedge.Nomination.to_dict()``:
+    each member's nominee, the member chosen, the probabilities), which later asks need to
+    recompute the portfolio's gains, else None."""
 
     config: dict
     value: float | None
     status: str = "ok"
     model: str | None = None
+    hedge: dict | None = None
 
     def to_dict(self) -> dict:
         out = {"config": dict(self.config), "value": self.value, "status": self.status}
         if self.model is not None:
             out["model"] = self.model
+        if self.hedge is not None:
+            out["hedge"] = self.hedge
         return out
 
 
@@ -95,7 +102,8 @@ class Optimizer:
       prior: a pre-trained prior with ``model``, ``params`` and ``space`` attributes (e.g.
         ``metabo.Prior``), or None for single-task GP BO. Its space must have the same
         parameters.
-      acquisition: ``"ei"`` (default), ``"pi"``, ``"ucb"``, ``"gp-ucb"``, ``"ts"``, a dict
+      acquisition: ``"ei"`` (default), ``"pi"``, ``"ucb"``, ``"gp-ucb"``, ``"ts"``, ``"hedge"``
+        (GP-Hedge over UCB and PI; ``{"name": "hedge", "portfolio": ["ucb", "pi", "ei"]}``), a dict
         (``{"name": "ucb", "beta": 2.0}``) or a ``metabo.bo.engine.Acquisition``.
       seed: all randomness derives from it (default 0).
       state: path of the JSON state file; created if missing, resumed if present.
@@ -208,6 +216,7 @@ class Optimizer:
         self._trials: list[Trial] = list(saved["trials"]) if saved else []
         self._pending: list[np.ndarray] = []  # unit-cube points asked but not told
         self._pending_models: list[str | None] = []  # the transfer guard's verdict at each ask
+        self._pending_hedge: list[dict | None] = []  # GP-Hedge's nomination at each ask
         if self.multi:
             from metabo.bo.multi import MultiDesigner
 
@@ -425,11 +434,13 @@ class Optimizer:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         points = self._suggest(int(count))
         configs = self.space.configs_from_unit(points)
-        check = getattr(self._designer, "transfer", None)
+        check = getattr(self._designer, "transfer", None)  # the multi-objective core has no guard
+        nominations = getattr(self._designer, "nominations", None) or [None] * len(configs)
         # Pending points are kept exactly as the configurations map back, so tell() finds them.
-        for config in configs:
+        for config, nomination in zip(configs, nominations, strict=True):
             self._pending.append(self.space.to_unit(self.space.config_matrix([config]))[0])
             self._pending_models.append(None if check is None else check.describe())
+            self._pending_hedge.append(None if nomination is None else nomination.to_dict())
         return configs[0] if n is None else configs
 
     def tell(self, config: Mapping[str, Any], value=None, status: str = "ok") -> Trial:
@@ -448,14 +459,14 @@ class Optimizer:
         """
         trial, unit = self._validate(config, value, status)
         asked = next((i for i, p in enumerate(self._pending) if np.max(np.abs(p - unit)) <= SAME_POINT_TOL), None)
-        if asked is not None and self._pending_models[asked] is not None:
-            trial = dataclasses.replace(trial, model=self._pending_models[asked])
+        if asked is not None:
+            trial = dataclasses.replace(trial, model=self._pending_models[asked], hedge=self._pending_hedge[asked])
         trials = self._trials + [trial]
         if self.state_path is not None:
             self._write_state(trials)  # if this raises, nothing changed in memory either
         self._trials = trials
         if asked is not None:
-            del self._pending[asked], self._pending_models[asked]
+            del self._pending[asked], self._pending_models[asked], self._pending_hedge[asked]
         return trial
 
     # ---- validation -------------------------------------------------------------------------
@@ -640,7 +651,7 @@ class Optimizer:
             self._designer.update(x, scores, metrics=metrics, pending=pending)
             return self._designer.suggest(count)
         x, scores = self._history()
-        self._designer.update(x, scores, pending=pending)
+        self._designer.update(x, scores, pending=pending, nominees=[t.hedge for t in self._trials])
         return self._designer.suggest(count)
 
     # ---- state file ---------------------------------------------------------------------------
@@ -694,16 +705,19 @@ class Optimizer:
         trials = []
         for i, entry in enumerate(raw_trials):
             keys = set(entry) if isinstance(entry, dict) else set()
-            if not {"config", "value", "status"} <= keys <= {"config", "value", "status", "model"}:
+            if not {"config", "value", "status"} <= keys <= {"config", "value", "status", "model", "hedge"}:
                 raise StateFileError(f"state file {path!r}: trial {i} is malformed: {entry!r}")
             model = entry.get("model")
             if model is not None and not isinstance(model, str):
                 raise StateFileError(f"state file {path!r}: trial {i}'s model must be a string, got {model!r}")
+            hedge = entry.get("hedge")
             try:
                 trial, _ = self._validate(entry["config"], entry["value"], entry["status"])
-            except TellError as err:
+                if hedge is not None:
+                    hedge = Nomination.from_dict(hedge).to_dict()
+            except (TellError, ValueError) as err:
                 raise StateFileError(f"state file {path!r}: trial {i} is invalid: {err}") from err
-            trials.append(dataclasses.replace(trial, model=model))
+            trials.append(dataclasses.replace(trial, model=model, hedge=hedge))
         return {"seed": seed, "settings": {**settings, "seed": seed}, "trials": trials}
 
 

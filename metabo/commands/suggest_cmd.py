@@ -36,8 +36,11 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--acquisition",
         default="ei",
-        choices=("ei", "pi", "ucb", "gp-ucb", "ts", "ehvi", "parego"),
-        help="acquisition function (default ei; multi-objective: ehvi for two objectives, parego beyond)",
+        choices=("ei", "pi", "ucb", "gp-ucb", "ts", "hedge", "ehvi", "parego"),
+        help="acquisition function (default ei; multi-objective: ehvi for two objectives, parego beyond); hedge: "
+        "GP-Hedge over UCB and PI, whose weights need each trial's nomination, which a history file does not "
+        "carry, so here it picks a member uniformly at random (use metabo.Optimizer with a state file for the "
+        "learned weights)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(

@@ -79,6 +79,8 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 # will not get one (their parameters are not the prior's), so that no worker waits for them.
 CLAIM_KEY = "metabo:claim"
 NO_CLAIM_KEY = "metabo:no_claim"
+# GP-Hedge's nomination of the trial (acquisition="hedge"; metabo.bo.hedge.Nomination.to_dict()).
+HEDGE_KEY = "metabo:hedge"
 # How often a suggestion polls the storage while it waits for lower-numbered trials' claims: from
 # the first interval, doubling up to the last (with many waiting workers, fast polling of an RDB
 # costs more CPU than the suggestions they wait for).
@@ -106,7 +108,8 @@ class PretrainedGPSampler(BaseSampler):
         fitted at each step), the same core ``metabo.Optimizer`` runs without one.
       space: a ``metabo.space.Space``, only when ``prior`` is None.
       seed: all randomness of the sampler derives from it.
-      acquisition: a name (``"ei"``, ``"pi"``, ``"ucb"``, ``"gp-ucb"``, ``"ts"``) or a
+      acquisition: a name (``"ei"``, ``"pi"``, ``"ucb"``, ``"gp-ucb"``, ``"ts"``, ``"hedge"``: its
+        nominations are kept in the trials' system attributes, ``HEDGE_KEY``) or a
         ``metabo.bo.engine.Acquisition``.
       mapping: Optuna parameter name -> the prior's parameter name, for names that differ.
       independent_sampler: samples parameters the prior does not know (default
@@ -341,12 +344,13 @@ class PretrainedGPSampler(BaseSampler):
                     latest[prior_name] = distribution
         return latest
 
-    def _history(self, study, current: int):
+    def _history(self, study, current: int, with_nominees: bool = False):
         """The study's trials in the prior's unit cube: x [n, d] with scores [n] (NaN for a
-        failure) and pending points [p, d] (trials running in other workers)."""
+        failure) and pending points [p, d] (trials running in other workers); with
+        ``with_nominees``, also the n told trials' GP-Hedge nominations (None where none)."""
         names = self._optuna_names()
         objective = self.space.objective
-        xs, ys, pending = [], [], []
+        xs, ys, pending, nominees = [], [], [], []
         for past in study.get_trials(deepcopy=False):
             if past.number == current or past.state == TrialState.WAITING:
                 continue
@@ -368,29 +372,33 @@ class PretrainedGPSampler(BaseSampler):
                     row = [float(o.to_score(np.asarray([v]))[0]) for o, v in zip(self.space.objectives, past.values, strict=True)]
                 xs.append(unit)
                 ys.append([v if math.isfinite(v) else math.nan for v in row])
+                nominees.append(None)  # GP-Hedge is single-objective
             elif past.state == TrialState.COMPLETE:
                 with np.errstate(all="ignore"):
                     score = float(objective.to_score(np.asarray([past.value]))[0])
                 xs.append(unit)
                 ys.append(score if math.isfinite(score) else math.nan)  # no score: a failure
+                nominees.append(past.system_attrs.get(HEDGE_KEY))
             elif past.state in (TrialState.FAIL, TrialState.PRUNED):
                 xs.append(unit)
                 ys.append([math.nan] * len(self.space.objectives) if self.multi else math.nan)
+                nominees.append(past.system_attrs.get(HEDGE_KEY))
             elif past.state == TrialState.RUNNING:
                 pending.append(unit)
         d = self.space.dim
-        return (
+        history = (
             np.asarray(xs, dtype=np.float64).reshape(-1, d),
             np.asarray(ys, dtype=np.float64),
             np.asarray(pending, dtype=np.float64).reshape(-1, d),
         )
+        return (*history, nominees) if with_nominees else history
 
     def _suggest(self, study, trial: FrozenTrial, distributions: Mapping[str, BaseDistribution | None]) -> dict[str, float]:
         """The next configuration, prior name -> value inside ``distributions`` (None: the prior's range)."""
         from metabo.bo.designer import Designer
 
         self._wait_for_earlier_claims(study, trial.number)
-        x, scores, pending = self._history(study, trial.number)
+        x, scores, pending, nominees = self._history(study, trial.number, with_nominees=True)
         full_box = all(d is None or _matches(d, self.space[name]) for name, d in distributions.items())
         if self._candidates_unit is not None:
             user, unit = self._candidates_user, self._candidates_unit
@@ -416,7 +424,7 @@ class PretrainedGPSampler(BaseSampler):
                 self.space, self.prior, acquisition=self.acquisition, seed=self.seed, candidates=unit,
                 failure_model=self.failure_model,
             )
-            designer.update(x, scores, pending)
+            designer.update(x, scores, pending, nominees=nominees)
         if unit is None:
             values = self.space.from_unit(designer.suggest(1))[0]
         else:
@@ -431,6 +439,9 @@ class PretrainedGPSampler(BaseSampler):
         study._storage.set_trial_system_attr(trial._trial_id, CLAIM_KEY, [float(v) for v in claimed])
         if self.multi:
             return config
+        if designer.nominations and designer.nominations[0] is not None:
+            # GP-Hedge's nomination, for later suggestions' gains (the sampler keeps no state).
+            study._storage.set_trial_system_attr(trial._trial_id, HEDGE_KEY, designer.nominations[0].to_dict())
         for key, value in self._prediction(designer, claimed).items():
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
         return config

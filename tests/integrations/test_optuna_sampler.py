@@ -299,3 +299,20 @@ def test_each_trial_records_the_prior_prediction_for_it(prior):
         std_q = np.sqrt(var_q[0])
         assert low == pytest.approx(-mean_q[0] - std_q, rel=1e-6, abs=1e-9)
         assert high == pytest.approx(-mean_q[0] + std_q, rel=1e-6, abs=1e-9)
+
+
+def test_hedge_nominations_are_kept_in_the_trials(prior):
+    # The sampler keeps no state between suggestions: GP-Hedge's nominations travel in each
+    # trial's system attributes, so later suggestions learn from them (the gains move).
+    from metabo.integrations.optuna import HEDGE_KEY
+
+    sampler = PretrainedGPSampler(prior, seed=0, acquisition="hedge")
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.optimize(_objective(_task(3)), n_trials=5)
+    records = [t.system_attrs[HEDGE_KEY] for t in study.trials]
+    assert all(r["members"] == ["ucb", "pi"] and len(r["nominees"]) == 2 for r in records)
+    assert records[0]["gains"] == [0.0, 0.0] and records[0]["probabilities"] == [0.5, 0.5]
+    assert any(abs(r["gains"][0]) > 1e-6 for r in records[1:])
+    assert abs(sum(records[-1]["probabilities"]) - 1.0) < 1e-12
+    _, _, _, nominees = sampler._history(study, current=-1, with_nominees=True)
+    assert nominees == records
