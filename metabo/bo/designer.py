@@ -100,6 +100,33 @@ def same_points(points: np.ndarray, others: np.ndarray) -> np.ndarray:
     return np.any(distance <= SAME_POINT_TOL, axis=1)
 
 
+def nearest_rows(candidates: np.ndarray, points: np.ndarray) -> list[int]:
+    """candidates: [m, d], points: [k, d] -> the k row indices of the nearest candidates."""
+    distance = np.max(np.abs(candidates[None, :, :] - points[:, None, :]), axis=-1)
+    return [int(i) for i in np.argmin(distance, axis=1)]
+
+
+def initial_point(space: Space, candidates, seed: int, index: int, exclude: np.ndarray) -> np.ndarray:
+    """The index-th point of the quasi-random initial design, skipping taken ones: [d].
+
+    On a finite set ([m, d] candidates) a seeded uniform pick among the free candidates; on the
+    box the index-th point of a Halton sequence with a seeded shift (spread out, reproducible),
+    rounded to the space. Raises ``AllObservedError`` when every candidate is taken."""
+    if candidates is not None:
+        free = np.flatnonzero(~same_points(candidates, exclude))
+        if free.size == 0:
+            from metabo.bo.maximize import AllObservedError
+
+            raise AllObservedError(f"all {len(candidates)} candidates have been observed or are pending")
+        return candidates[int(np.random.default_rng([seed, index]).choice(free))]
+    for offset in range(1000):
+        i = index + offset
+        point = space.round_unit(scrambled_halton(i + 1, space.dim, seed)[i : i + 1])[0]
+        if not same_points(point[None], exclude)[0]:
+            return point
+    return space.round_unit(np.random.default_rng([seed, index]).random((1, space.dim)))[0]
+
+
 class Designer:
     """BO on one task (see the module docstring).
 
@@ -307,9 +334,7 @@ class Designer:
         """Like ``suggest`` on a finite candidate set, as row indices of ``candidates``."""
         if self.candidates is None:
             raise ValueError("suggest_indices needs a finite candidate set (candidates=...)")
-        points = self.suggest(count)
-        distance = np.max(np.abs(self.candidates[None, :, :] - points[:, None, :]), axis=-1)
-        return [int(i) for i in np.argmin(distance, axis=1)]
+        return nearest_rows(self.candidates, self.suggest(count))
 
     def _keys(self, issued: int):
         import jax.numpy as jnp
@@ -322,25 +347,7 @@ class Designer:
         )
 
     def _initial_point(self, index: int, exclude: np.ndarray) -> np.ndarray:
-        """The index-th quasi-random point (skipping taken ones)."""
-        if self.candidates is not None:
-            free = np.flatnonzero(~same_points(self.candidates, exclude))
-            if free.size == 0:
-                from metabo.bo.maximize import AllObservedError
-
-                raise AllObservedError(
-                    f"all {len(self.candidates)} candidates have been observed or are pending"
-                )
-            rng = np.random.default_rng([self.seed, index])
-            return self.candidates[int(rng.choice(free))]
-        # A Halton sequence with a seeded shift: spread out, and the i-th point is reproducible.
-        for offset in range(1000):
-            i = index + offset
-            point = self.space.round_unit(scrambled_halton(i + 1, self.space.dim, self.seed)[i : i + 1])[0]
-            if not same_points(point[None], exclude)[0]:
-                return point
-        rng = np.random.default_rng([self.seed, index])
-        return self.space.round_unit(rng.random((1, self.space.dim)))[0]
+        return initial_point(self.space, self.candidates, self.seed, index, exclude)
 
     def _model_points(self, count: int, extra: np.ndarray) -> list[np.ndarray]:
         """``count`` points chosen one at a time; each chosen (and each pending) point is then
@@ -515,4 +522,13 @@ def _loo_mean_density():
     return jax.jit(mean_density, static_argnums=0)
 
 
-__all__ = ["Designer", "FANTASIES", "GUARD_MIN_POINTS", "SAME_POINT_TOL", "TransferCheck", "same_points"]
+__all__ = [
+    "Designer",
+    "FANTASIES",
+    "GUARD_MIN_POINTS",
+    "SAME_POINT_TOL",
+    "TransferCheck",
+    "initial_point",
+    "nearest_rows",
+    "same_points",
+]

@@ -49,7 +49,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from metabo.bo.designer import Designer, same_points
+from metabo.bo.designer import Designer, initial_point, nearest_rows, same_points
 from metabo.space import Objective, OutcomeConstraint, Space, scrambled_halton
 from metabo.warp import OutputWarp, normal_scores
 
@@ -416,27 +416,11 @@ class MultiDesigner:
         """Like ``suggest`` on a finite candidate set, as row indices of ``candidates``."""
         if self.candidates is None:
             raise ValueError("suggest_indices needs a finite candidate set (candidates=...)")
-        points = self.suggest(count)
-        distance = np.max(np.abs(self.candidates[None, :, :] - points[:, None, :]), axis=-1)
-        return [int(i) for i in np.argmin(distance, axis=1)]
+        return nearest_rows(self.candidates, self.suggest(count))
 
     def _initial_point(self, index: int, exclude: np.ndarray) -> np.ndarray:
-        """The index-th quasi-random point, skipping taken ones (the single-objective core's rule)."""
-        if self.candidates is not None:
-            free = np.flatnonzero(~same_points(self.candidates, exclude))
-            if free.size == 0:
-                from metabo.bo.maximize import AllObservedError
-
-                raise AllObservedError(
-                    f"all {len(self.candidates)} candidates have been observed or are pending"
-                )
-            return self.candidates[int(np.random.default_rng([self.seed, index]).choice(free))]
-        for offset in range(1000):
-            i = index + offset
-            point = self.space.round_unit(scrambled_halton(i + 1, self.space.dim, self.seed)[i : i + 1])[0]
-            if not same_points(point[None], exclude)[0]:
-                return point
-        return self.space.round_unit(np.random.default_rng([self.seed, index]).random((1, self.space.dim)))[0]
+        """The single-objective core's initial design (``metabo.bo.designer.initial_point``)."""
+        return initial_point(self.space, self.candidates, self.seed, index, exclude)
 
     def _pool(self, exclude: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Points to score and which of them may be suggested: the candidates, or on the box a
