@@ -96,6 +96,9 @@ def test_meta_training_fits_the_training_tasks():
         assert float(per_point) > -1.0
 
 
+# Transfer against random search on synthetic families: 10-30 s each (compilation), so in
+# `make test-slow`; the benchmark measures these methods on the bundled data.
+@pytest.mark.slow
 def test_beats_random_search_on_related_tasks():
     ours, random = transfer_vs_random(lambda train, seed: ABLR(LOG.space, train, seed=seed, **FAST), LOG,
                                       LOG.tasks[:3], [0, 1, 2], steps=15)

@@ -76,6 +76,9 @@ def test_finetune_lowers_the_target_likelihood_loss():
     assert float(after) < float(before) - 1.0
 
 
+# Transfer against random search on synthetic families: 10-30 s each (compilation), so in
+# `make test-slow`; the benchmark measures these methods on the bundled data.
+@pytest.mark.slow
 def test_warm_start_then_bo_beats_random_search():
     ours, random = transfer_vs_random(lambda train, seed: FSBO(LOG.space, train, seed=seed, **FAST), LOG,
                                       LOG.tasks[:3], [0, 1], steps=15)

@@ -122,6 +122,9 @@ def test_target_fit_increases_the_conditional_likelihood():
     assert math.isfinite(float(fitted.mean))
 
 
+# Transfer against random search on synthetic families: 10-30 s each (compilation), so in
+# `make test-slow`; the benchmark measures these methods on the bundled data.
+@pytest.mark.slow
 def test_beats_random_search_on_related_tasks():
     ours, random = transfer_vs_random(lambda train, seed: MultiTaskGP(LOG.space, train, seed=seed, **FAST), LOG,
                                       LOG.tasks[:3], [0, 1, 2], steps=15)

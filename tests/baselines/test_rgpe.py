@@ -83,6 +83,9 @@ def test_weights_favour_related_training_tasks():
     assert w[:-1].sum() > 0.5  # the strongly related base models carry most of the ensemble
 
 
+# Transfer against random search on synthetic families: 10-30 s each (compilation), so in
+# `make test-slow`; the benchmark measures these methods on the bundled data.
+@pytest.mark.slow
 def test_beats_random_search_on_related_tasks():
     ours, random = transfer_vs_random(lambda train, seed: RGPE(LOG.space, train, seed=seed, **FAST), LOG,
                                       LOG.tasks[:3], [0, 1], steps=15)
