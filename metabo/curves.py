@@ -202,18 +202,22 @@ def curves_from_lists(
     return _assemble(space, records(), value_range)
 
 
-def curves_from_optuna(storage, study_names, space, value_range=None, mapping=None) -> Curves:
+def curves_from_optuna(storage, study_names, space, value_range=None, mapping=None, task_names=None) -> Curves:
     """Curves from Optuna studies' intermediate values (``trial.report(value, step)``): one task
-    per study (its name), one trial per Optuna trial that reported at least one value and has
-    every parameter of the space (``mapping``: Optuna name -> space name). The trials table keeps
+    per study (``task_names``: study -> task, default its name), one trial per Optuna trial that
+    reported at least one value and has every parameter of the space (``mapping``: Optuna name
+    -> space name); ``study_names`` None for every study of the storage. The trials table keeps
     Optuna's ``state`` and trial ``number``; COMPLETE is ``ok``, PRUNED (stopped early, its curve
     partial) ``ok`` too with ``state`` saying so, FAIL ``failed``."""
     import optuna
 
     space = load_space(space)
     value_range = default_range(space) if value_range is None else value_range
-    mapping = dict(mapping or {})
-    names = [study_names] if isinstance(study_names, str) else list(study_names)
+    mapping, task_names = dict(mapping or {}), dict(task_names or {})
+    if study_names is None:
+        names = optuna.get_all_study_names(storage=storage)
+    else:
+        names = [n.strip() for n in study_names.split(",")] if isinstance(study_names, str) else list(study_names)
     states = {"COMPLETE": "ok", "PRUNED": "ok", "FAIL": "failed"}
 
     def records():
@@ -226,7 +230,7 @@ def curves_from_optuna(storage, study_names, space, value_range=None, mapping=No
                 if any(n not in params for n in space.names):
                     continue
                 steps = sorted(trial.intermediate_values)
-                row = {TASK_COLUMN: name, **{n: params[n] for n in space.names}}
+                row = {TASK_COLUMN: task_names.get(name, name), **{n: params[n] for n in space.names}}
                 row.update({STATUS_COLUMN: states[trial.state.name], "state": trial.state.name, "number": trial.number})
                 where = f"study {name!r}, trial {trial.number}"
                 yield row, steps, [trial.intermediate_values[s] for s in steps], where

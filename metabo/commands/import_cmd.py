@@ -26,6 +26,12 @@ def add_arguments(parser) -> None:
         metavar="STUDY=TASK",
         help="name the task of a study differently (repeatable; default: the study name)",
     )
+    optuna.add_argument(
+        "--curves",
+        metavar="PATH",
+        help="also write the trials' intermediate values (trial.report) as learning curves (metabo.curves; "
+        "Parquet: PATH and PATH's .trials.parquet)",
+    )
     _common(optuna, "OPTUNA_PARAM=NAME", "an Optuna parameter name to a space parameter name")
 
     csv = sources.add_parser(
@@ -88,6 +94,7 @@ def run(args) -> int:
     import sys
 
     from metabo.commands.common import UserError
+    from metabo.curves import CurveError
     from metabo.data import LogValidationError
     from metabo.importers import ImportDataError, import_csv, import_optuna, parse_pairs
     from metabo.io import atomic_write_text
@@ -122,7 +129,15 @@ def run(args) -> int:
                 sep=args.sep,
             )
         log.save(args.out)
-    except (ImportDataError, SpaceError, LogValidationError) as err:
+        curves = None
+        if args.source == "optuna" and args.curves:
+            from metabo.curves import curves_from_optuna
+
+            curves = curves_from_optuna(
+                args.storage, args.studies, space, mapping=mapping, task_names=task_names
+            )
+            curves.save(args.curves)
+    except (ImportDataError, SpaceError, LogValidationError, CurveError) as err:
         raise UserError(str(err)) from err
     except Exception as err:
         # Optuna raises its own errors for unreachable storages; say which input was wrong.
@@ -131,6 +146,8 @@ def run(args) -> int:
         raise
     print(report.format(limit=args.limit or None))
     print(f"wrote {args.out}: {_count(len(log), 'row')}, {_count(len(log.tasks), 'task')}")
+    if curves is not None:
+        print(f"wrote {args.curves}: curves of {_count(len(curves.trials), 'trial')}, {_count(len(curves.points), 'point')}")
     if args.report:
         atomic_write_text(args.report, json.dumps(report.to_dict(), indent=2) + "\n")
     if report.dropped:

@@ -426,3 +426,35 @@ def test_optuna_categorical_distributions_import_as_choices():
     assert "optimizer is not one of the choices ['sgd', 'adam']" in text
     with pytest.raises(ImportDataError, match="transform for 'optimizer': a categorical parameter takes no transform"):
         import_optuna(storage, "choices", space, transforms={"optimizer": "-x"})
+
+
+def test_optuna_import_writes_the_trials_curves(tmp_path, capsys):
+    from metabo.curves import Curves
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+
+    def reporting(trial):
+        lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        layers = trial.suggest_int("layers", 1, 4)
+        for step in (10, 20, 30):
+            trial.report(layers * lr / step, step)
+        return layers * lr / 30
+
+    for i, name in enumerate(["s1", "s2"]):
+        _study(url, name, seed=i, n=3, objective=reporting)
+    space_file = tmp_path / "space.json"
+    SPACE.save(space_file)
+    out, curves_path = tmp_path / "log.parquet", tmp_path / "curves.parquet"
+    argv = ["import", "optuna", "--storage", url, "--space", str(space_file), "--out", str(out)]
+    assert main([*argv, "--curves", str(curves_path), "--task-name", "s2=cifar"]) == 0
+    assert f"wrote {curves_path}: curves of 6 trials, 18 points" in capsys.readouterr().out
+    curves = Curves.load(curves_path, SPACE)
+    log = read_log(out, SPACE)
+    assert curves.tasks == log.tasks == ["s1", "cifar"]
+    # Each curve's last value is the trial's objective; its parameters are the log's row.
+    for trial in curves.trials.itertuples():
+        steps, values = curves.curve(trial.trial)
+        assert steps.tolist() == [10, 20, 30]
+        np.testing.assert_allclose(values, [trial.layers * trial.lr / s for s in (10, 20, 30)], rtol=1e-6)
+        row = log.frame[(log.frame["task"] == trial.task) & np.isclose(log.frame["lr"], trial.lr)]
+        assert row["loss"].item() == pytest.approx(values[-1], rel=1e-6)
