@@ -1,0 +1,1 @@
+"""Early stopping: models of learning curves pre-trained on past curves (``model``)."""
