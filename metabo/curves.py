@@ -147,22 +147,31 @@ def trials_path(path: str | os.PathLike) -> str:
 def _assemble(space: Space, records: Iterable[tuple[dict, Sequence, Sequence, str]], value_range) -> Curves:
     """(trial row, steps, values, where) per trial -> Curves, every curve through
     ``check_curve`` (``where`` names the trial in its source, for messages)."""
-    rows, points = [], []
+    rows, trial_ids, tasks, all_steps, all_values = [], [], [], [], []
     for trial, (row, steps, values, where) in enumerate(records):
         steps, values, diverged = check_curve(steps, values, where, value_range)
         row = {**row, TRIAL_COLUMN: trial}
         if diverged and row.get(STATUS_COLUMN, "ok") == "ok":
             row[STATUS_COLUMN] = "diverged"
         rows.append(row)
-        points.append(
-            pd.DataFrame({TASK_COLUMN: row[TASK_COLUMN], TRIAL_COLUMN: trial, STEP_COLUMN: steps, VALUE_COLUMN: values})
-        )
+        trial_ids.append(np.full(len(steps), trial, dtype=np.int64))
+        tasks.append(np.full(len(steps), row[TASK_COLUMN], dtype=object))
+        all_steps.append(steps)
+        all_values.append(values)
     if not rows:
         raise CurveError("no trials with curves")
     trials = pd.DataFrame(rows)
     first = [TASK_COLUMN, TRIAL_COLUMN, *space.names, STATUS_COLUMN]
     trials = trials[first + [c for c in trials.columns if c not in first]]
-    return Curves(pd.concat(points, ignore_index=True), trials, space)
+    points = pd.DataFrame(
+        {
+            TASK_COLUMN: np.concatenate(tasks),
+            TRIAL_COLUMN: np.concatenate(trial_ids),
+            STEP_COLUMN: np.concatenate(all_steps),
+            VALUE_COLUMN: np.concatenate(all_values),
+        }
+    )
+    return Curves(points, trials, space)
 
 
 def curves_from_lists(
@@ -191,13 +200,15 @@ def curves_from_lists(
     status = frame[STATUS_COLUMN] if STATUS_COLUMN in frame.columns else pd.Series("ok", index=frame.index)
     extra = [c for c in keep if c in frame.columns]
 
+    columns = {c: frame[c].to_numpy() for c in (*space.names, *extra)}
+    tasks = frame[TASK_COLUMN].astype(str).to_numpy()
+    statuses = status.astype(str).to_numpy()
+    steps, values = frame[step_column].to_numpy(), frame[value_column].to_numpy()
+
     def records():
-        for i, (index, row) in enumerate(frame.iterrows()):
-            trial = {TASK_COLUMN: str(row[TASK_COLUMN]), **{n: row[n] for n in space.names}}
-            trial[STATUS_COLUMN] = str(status.loc[index])
-            trial.update({c: row[c] for c in extra})
-            where = f"row {i} (task {trial[TASK_COLUMN]!r})"
-            yield trial, np.asarray(row[step_column]), np.asarray(row[value_column]), where
+        for i in range(len(frame)):
+            trial = {TASK_COLUMN: tasks[i], **{c: v[i] for c, v in columns.items()}, STATUS_COLUMN: statuses[i]}
+            yield trial, np.asarray(steps[i]), np.asarray(values[i]), f"row {i} (task {tasks[i]!r})"
 
     return _assemble(space, records(), value_range)
 

@@ -6,6 +6,7 @@ import pytest
 
 from metabo.curves import curves_from_lists
 from metabo.space import Objective, Parameter, Space
+from metabo.stopping.model import coverage as held_out_coverage
 from metabo.stopping.model import (
     fit_curve_model,
     interval,
@@ -13,7 +14,6 @@ from metabo.stopping.model import (
     prefix_length,
     probability_above,
 )
-from metabo.stopping.model import coverage as held_out_coverage
 
 # Scores maximized as they are (direction "maximize", no transform): the curves are scores.
 SPACE = Space((Parameter("a", "real", 0.0, 1.0), Parameter("b", "real", 0.0, 1.0)), Objective("score", "maximize"))
