@@ -44,9 +44,17 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--pruner",
-        choices=("none", "median"),
+        choices=("none", "median", "curve"),
         default="none",
-        help="stop runs whose intermediate values lag: Optuna's MedianPruner (default none)",
+        help="stop runs whose intermediate values lag: Optuna's MedianPruner, or 'curve': a pre-trained "
+        "learning-curve model (--curve-model) stops a run once beating the best finished one is unlikely "
+        "(default none)",
+    )
+    parser.add_argument(
+        "--curve-model",
+        metavar="PATH",
+        help="the curve model for --pruner curve (metabo.stopping.model.save_curve_model); the command must "
+        "report once per evaluation, as many times as the curves it was pre-trained on",
     )
     parser.add_argument("--workdir", default="runs", metavar="DIR", help="trial folders with stdout and stderr (default runs/)")
     parser.add_argument(
@@ -91,7 +99,18 @@ def run(args) -> int:
             raise UserError(f"cannot load the space {args.space!r}: {err}") from err
         sampler = PretrainedGPSampler(None, space=space, seed=args.seed, acquisition=args.acquisition)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    pruner = optuna.pruners.MedianPruner() if args.pruner == "median" else optuna.pruners.NopPruner()
+    if args.pruner == "curve":
+        from metabo.integrations.pruner import CurvePruner
+        from metabo.stopping.model import load_curve_model
+
+        if not args.curve_model:
+            raise UserError("--pruner curve needs --curve-model PATH")
+        try:
+            pruner = CurvePruner(space, "curve", model=load_curve_model(args.curve_model))
+        except ValueError as err:
+            raise UserError(str(err)) from err
+    else:
+        pruner = optuna.pruners.MedianPruner() if args.pruner == "median" else optuna.pruners.NopPruner()
     try:
         storage = open_storage(args.storage)
         study = optuna.create_study(

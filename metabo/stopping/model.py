@@ -164,6 +164,36 @@ def probability_above(model: CurveModel, prefix, unit, fraction: float, threshol
     return 1.0 - np.interp(standardized, model.residual_quantiles[c], QUANTILES, left=0.0, right=1.0)
 
 
+def save_curve_model(model: CurveModel, path) -> None:
+    """Write the model as an ``.npz`` file (atomically)."""
+    import io
+
+    from metabo.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez(
+        buffer, kind=np.asarray(model.kind), fractions=np.asarray(model.fractions), weights=model.weights,
+        scale_weights=model.scale_weights, residual_quantiles=model.residual_quantiles, length=np.asarray(model.length),
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_curve_model(path) -> CurveModel:
+    """Read a model ``save_curve_model`` wrote; a clear ValueError for anything else."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            model = CurveModel(
+                str(data["kind"]), tuple(float(f) for f in data["fractions"]), data["weights"], data["scale_weights"],
+                data["residual_quantiles"], int(data["length"]),
+            )
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(f"{path}: not a metabo curve model ({err})") from err
+    c, p = model.weights.shape
+    if model.kind not in KINDS or model.scale_weights.shape != (c, p) or model.residual_quantiles.shape != (c, len(QUANTILES)):
+        raise ValueError(f"{path}: a curve model with inconsistent arrays")
+    return model
+
+
 def coverage(model: CurveModel, curves: Curves, levels: Sequence[float] = (0.5, 0.9)) -> dict:
     """On held-out curves, per checkpoint: the share of final scores inside the central
     intervals of each level, their mean width, and the predictive median's mean absolute error."""
@@ -194,4 +224,6 @@ __all__ = [
     "predict_final",
     "prefix_length",
     "probability_above",
+    "load_curve_model",
+    "save_curve_model",
 ]

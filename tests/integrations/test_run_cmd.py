@@ -229,3 +229,14 @@ def test_without_a_prior_the_space_is_searched_by_a_single_task_gp(files, tmp_pa
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 5
     models = [t.user_attrs["metabo:model"] for t in trials]
     assert models[0] == "initial design" and set(models) <= {"initial design", "single-task GP"}
+
+
+def test_the_curve_pruner_needs_its_model(files, tmp_path, capsys):
+    prior, script = files
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    argv = ["run", "--storage", url, "--study", "s", "--trials", "1", "--prior", str(prior), "--pruner", "curve"]
+    assert main([*argv, *command(script)]) == 2
+    assert "--pruner curve needs --curve-model PATH" in capsys.readouterr().err
+    (tmp_path / "model.npz").write_bytes(b"junk")
+    assert main([*argv, "--curve-model", str(tmp_path / "model.npz"), *command(script)]) == 2
+    assert "not a metabo curve model" in capsys.readouterr().err
