@@ -19,27 +19,13 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from metabo.curves import TRIAL_COLUMN, Curves, curves_from_lists  # noqa: E402
-from metabo.stopping.model import KINDS, coverage, fit_curve_model  # noqa: E402
+from metabo.curves import curves_from_lists  # noqa: E402
+from metabo.stopping.model import KINDS, cross_task_coverage  # noqa: E402
 
 start = time.perf_counter()
 frame = pd.concat([pd.read_parquet(p) for p in sorted(glob.glob("data/pd1_scale/shards/*.parquet"))], ignore_index=True)
 curves = curves_from_lists(frame, "data/pd1_scale/pd1_scale_space.json")
-tasks = sorted(curves.tasks)
-folds = [tasks[0::2], tasks[1::2]]
-
-
-def subset(names):
-    trials = curves.trials[curves.trials["task"].isin(names)]
-    return Curves(curves.points[curves.points[TRIAL_COLUMN].isin(trials[TRIAL_COLUMN])], trials, curves.space)
-
-
-rows = []
-for i, held_out in enumerate(folds):
-    train, test = subset(folds[1 - i]), subset(held_out)
-    for kind in KINDS:
-        for fraction, row in coverage(fit_curve_model(train, kind), test).items():
-            rows.append({"fold": i, "kind": kind, "fraction": fraction, **row})
+rows = [row for kind in KINDS for row in cross_task_coverage(curves, kind, folds=2)]
 table = pd.DataFrame(rows)
 summary = table.groupby(["kind", "fraction"]).agg(
     curves=("curves", "sum"), cover50=("cover50", "mean"), cover90=("cover90", "mean"),

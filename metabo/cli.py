@@ -25,6 +25,7 @@ COMMANDS = (
     "reproduce",
     "import",
     "inspect",
+    "curve-model",
 )
 
 

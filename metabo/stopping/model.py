@@ -164,6 +164,27 @@ def probability_above(model: CurveModel, prefix, unit, fraction: float, threshol
     return 1.0 - np.interp(standardized, model.residual_quantiles[c], QUANTILES, left=0.0, right=1.0)
 
 
+def task_subset(curves: Curves, tasks) -> Curves:
+    """The curves of ``tasks`` only."""
+    trials = curves.trials[curves.trials["task"].isin(list(tasks))]
+    return Curves(curves.points[curves.points[TRIAL_COLUMN].isin(trials[TRIAL_COLUMN])], trials, curves.space)
+
+
+def cross_task_coverage(curves: Curves, kind: str = "regression", folds: int = 2) -> list[dict]:
+    """Held-out calibration: the tasks (sorted) dealt into ``folds`` folds; each fold scored
+    (``coverage``) under a model pre-trained on the other folds. One row per (fold, checkpoint)."""
+    tasks = sorted(curves.tasks)
+    if len(tasks) < folds:
+        raise ValueError(f"held-out calibration needs at least {folds} tasks, got {len(tasks)}")
+    rows = []
+    for i in range(folds):
+        held_out = tasks[i::folds]
+        model = fit_curve_model(task_subset(curves, [t for t in tasks if t not in held_out]), kind)
+        for fraction, row in coverage(model, task_subset(curves, held_out)).items():
+            rows.append({"fold": i, "kind": kind, "fraction": fraction, **row})
+    return rows
+
+
 def save_curve_model(model: CurveModel, path) -> None:
     """Write the model as an ``.npz`` file (atomically)."""
     import io
@@ -224,6 +245,8 @@ __all__ = [
     "predict_final",
     "prefix_length",
     "probability_above",
+    "cross_task_coverage",
+    "task_subset",
     "load_curve_model",
     "save_curve_model",
 ]

@@ -81,3 +81,40 @@ def test_the_last_value_reference_predicts_no_gain():
         fit_curve_model(curves, kind="parametric")
     with pytest.raises(ValueError, match=r"checkpoints \(0.5,\), not 0.25"):
         predict_final(model, scores[:, :2], u, 0.25)
+
+
+@pytest.fixture
+def restore_environment():
+    # cli.main sets JAX environment defaults; keep them out of other tests.
+    import os
+
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_curve_model_command_fits_reports_calibration_and_saves(tmp_path, capsys, restore_environment):
+    from metabo.cli import main
+    from metabo.stopping.model import load_curve_model
+
+    curves, _, _ = _curves(np.random.default_rng(5), 1000, noise=0.1)
+    curves.save(tmp_path / "curves.parquet")
+    SPACE.save(tmp_path / "space.json")
+    argv = ["curve-model", "--curves", str(tmp_path / "curves.parquet"), "--space", str(tmp_path / "space.json")]
+    assert main([*argv, "--out", str(tmp_path / "model.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "curve model: 1000 trials of 5 task(s), curves of 10 evaluations" in out
+    lines = [line for line in out.splitlines() if "of the evaluations:" in line]
+    assert len(lines) == 3
+    for line in lines:  # held-out coverage near 0.5 / 0.9 (200 curves per held-out fold)
+        cover50, cover90 = (float(v) for v in line.split(": ")[1].split(" / "))
+        assert abs(cover50 - 0.5) < 0.1 and abs(cover90 - 0.9) < 0.06
+    from metabo.curves import Curves
+
+    # The file holds float32 values: the model is the fit to the curves as stored.
+    saved = load_curve_model(tmp_path / "model.npz")
+    fitted = fit_curve_model(Curves.load(tmp_path / "curves.parquet", SPACE))
+    np.testing.assert_allclose(saved.weights, fitted.weights, rtol=1e-10, atol=1e-12)
+    assert main([*argv[:2], str(tmp_path / "missing.parquet"), *argv[3:], "--out", str(tmp_path / "m.npz")]) == 2
+    assert "missing.parquet" in capsys.readouterr().err
