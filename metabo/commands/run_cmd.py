@@ -106,9 +106,11 @@ def run(args) -> int:
         if not args.curve_model:
             raise UserError("--pruner curve needs --curve-model PATH")
         try:
-            pruner = CurvePruner(space, "curve", model=load_curve_model(args.curve_model))
+            curve_model = load_curve_model(args.curve_model)
+            pruner = CurvePruner(space, "curve", model=curve_model)
         except ValueError as err:
             raise UserError(str(err)) from err
+        sampler.curve_model = curve_model  # stopped runs count with their predicted final
     else:
         pruner = optuna.pruners.MedianPruner() if args.pruner == "median" else optuna.pruners.NopPruner()
     try:

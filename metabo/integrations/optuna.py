@@ -119,6 +119,9 @@ class PretrainedGPSampler(BaseSampler):
       failure_model: weight EI / PI by the probability of no failure under the prior's failure
         model, updated with the study's failed (and pruned) trials; off by default; no effect
         without one.
+      curve_model: a pre-trained learning-curve model (``metabo.stopping.model``): a PRUNED
+        trial stopped at one of its checkpoints then counts with its predicted final objective
+        (the model's median, from its reports and configuration) instead of as a failure.
       num_candidates: size of the candidate set when the study's ranges differ from the prior's.
       warn_independent_sampling: warn once per parameter sampled by ``independent_sampler``.
       wait_for_peers: seconds after a lower-numbered running trial started during which a new
@@ -140,6 +143,7 @@ class PretrainedGPSampler(BaseSampler):
         warn_independent_sampling: bool = True,
         wait_for_peers: float = 120.0,
         failure_model: bool = False,
+        curve_model=None,
     ):
         from metabo.bo.config import Acquisition
 
@@ -178,6 +182,7 @@ class PretrainedGPSampler(BaseSampler):
         if self.multi and self.acquisition == "ei":
             self.acquisition = None  # the multi-objective core's default
         self.failure_model = bool(failure_model)
+        self.curve_model = curve_model
         self.mapping = dict(mapping or {})
         unknown = sorted(set(self.mapping.values()) - set(self.space.names))
         if unknown:
@@ -379,6 +384,10 @@ class PretrainedGPSampler(BaseSampler):
                 xs.append(unit)
                 ys.append(score if math.isfinite(score) else math.nan)  # no score: a failure
                 nominees.append(past.system_attrs.get(HEDGE_KEY))
+            elif past.state == TrialState.PRUNED and (predicted := self._predicted(past, unit)) is not None:
+                xs.append(unit)
+                ys.append(predicted)  # stopped early: its predicted final, not a failure
+                nominees.append(past.system_attrs.get(HEDGE_KEY))
             elif past.state in (TrialState.FAIL, TrialState.PRUNED):
                 xs.append(unit)
                 ys.append([math.nan] * len(self.space.objectives) if self.multi else math.nan)
@@ -392,6 +401,24 @@ class PretrainedGPSampler(BaseSampler):
             np.asarray(pending, dtype=np.float64).reshape(-1, d),
         )
         return (*history, nominees) if with_nominees else history
+
+    def _predicted(self, past: FrozenTrial, unit: np.ndarray) -> float | None:
+        """A pruned trial's predicted final score under ``curve_model`` (None without one, or
+        when it was not stopped at one of the model's checkpoints)."""
+        if self.curve_model is None or self.multi:
+            return None
+        from metabo.stopping.model import predict_final, prefix_length
+
+        reports = past.intermediate_values
+        fractions = {prefix_length(f, self.curve_model.length): f for f in self.curve_model.fractions}
+        if len(reports) not in fractions:
+            return None
+        with np.errstate(all="ignore"):
+            prefix = self.space.objective.to_score(np.asarray([reports[s] for s in sorted(reports)], dtype=np.float64))
+        if not np.all(np.isfinite(prefix)):
+            return None
+        median, _ = predict_final(self.curve_model, prefix[None], unit[None], fractions[len(reports)])
+        return float(median[0])
 
     def _suggest(self, study, trial: FrozenTrial, distributions: Mapping[str, BaseDistribution | None]) -> dict[str, float]:
         """The next configuration, prior name -> value inside ``distributions`` (None: the prior's range)."""

@@ -93,3 +93,26 @@ def test_curve_model_file_round_trip(model, tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a metabo curve model"):
         load_curve_model(tmp_path / "bad.npz")
+
+
+def test_the_sampler_counts_stopped_trials_with_their_predicted_final(model):
+    from metabo.integrations.optuna import PretrainedGPSampler
+    from metabo.stopping.model import predict_final
+
+    study, _ = run_study(CurvePruner(SPACE, "curve", model=model), n=25)
+    stopped = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert stopped
+    plain = PretrainedGPSampler(None, space=SPACE, seed=0)
+    with_model = PretrainedGPSampler(None, space=SPACE, seed=0, curve_model=model)
+    x0, y0, _ = plain._history(study, current=-1)
+    x1, y1, _ = with_model._history(study, current=-1)
+    np.testing.assert_allclose(x0, x1)
+    pruned_rows = [i for i, t in enumerate(study.trials) if t.state == optuna.trial.TrialState.PRUNED]
+    assert np.all(np.isnan(y0[pruned_rows]))  # without the model: failures
+    for row, trial in zip(pruned_rows, stopped, strict=True):
+        reports = [trial.intermediate_values[s] for s in sorted(trial.intermediate_values)]
+        fraction = {1: 0.1, 2: 0.25, 5: 0.5}[len(reports)]
+        expected = predict_final(model, np.asarray([reports]), x1[row][None], fraction)[0][0]
+        assert y1[row] == pytest.approx(expected, rel=1e-12)
+    complete = [i for i, t in enumerate(study.trials) if t.state == optuna.trial.TrialState.COMPLETE]
+    np.testing.assert_allclose(y1[complete], y0[complete])
