@@ -45,9 +45,10 @@ args = parser.parse_args()
 
 start = time.perf_counter()
 space_path = "data/pd1_scale/pd1_scale_space.json"
-log = read_log("data/pd1_scale/pd1_scale.parquet", space_path, duplicates="mean")
-matched = log.select([t for t in log.tasks])
-matched = type(log)(log.frame[log.frame["part"] == "matched"].reset_index(drop=True), log.space) if "part" in log.frame else log
+raw = pd.read_parquet("data/pd1_scale/pd1_scale.parquet")
+# read_log keeps only the log's own columns: select the matched part before reading.
+matched = read_log(raw[raw["part"] == "matched"].reset_index(drop=True), space_path, duplicates="mean")
+log = matched
 frame = pd.concat([pd.read_parquet(p) for p in sorted(glob.glob("data/pd1_scale/shards/*.parquet"))], ignore_index=True)
 curves = curves_from_lists(frame, space_path)
 

@@ -133,33 +133,32 @@ def _checkpoint(model: CurveModel, fraction: float) -> int:
     return model.fractions.index(fraction)
 
 
+def _location(model: CurveModel, prefix, unit, fraction: float) -> tuple[int, np.ndarray, np.ndarray]:
+    """(checkpoint index, predictive center [n], scale [n]): the final score is center + scale *
+    a standardized residual, whose quantiles the model holds."""
+    c = _checkpoint(model, fraction)
+    phi = features(prefix, unit)
+    center = np.asarray(prefix, dtype=np.float64).max(axis=1) + phi @ model.weights[c]
+    return c, center, np.exp(phi @ model.scale_weights[c])
+
+
 def predict_final(model: CurveModel, prefix: np.ndarray, unit: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Predictive median and scale of the final score from prefix: [n, k] scores at checkpoint
     ``fraction`` (one of the model's) and unit: [n, d] -> ([n], [n])."""
-    c = _checkpoint(model, fraction)
-    phi = features(prefix, unit)
-    best = np.asarray(prefix, dtype=np.float64).max(axis=1)
-    scale = np.exp(phi @ model.scale_weights[c])
-    median = best + phi @ model.weights[c] + scale * np.interp(0.5, QUANTILES, model.residual_quantiles[c])
-    return median, scale
+    c, center, scale = _location(model, prefix, unit, fraction)
+    return center + scale * np.interp(0.5, QUANTILES, model.residual_quantiles[c]), scale
 
 
 def interval(model: CurveModel, prefix, unit, fraction: float, level: float) -> tuple[np.ndarray, np.ndarray]:
     """The central ``level`` predictive interval of the final score -> (low [n], high [n])."""
-    c = _checkpoint(model, fraction)
-    phi = features(prefix, unit)
-    center = np.asarray(prefix, dtype=np.float64).max(axis=1) + phi @ model.weights[c]
-    scale = np.exp(phi @ model.scale_weights[c])
+    c, center, scale = _location(model, prefix, unit, fraction)
     low_q, high_q = np.interp([(1 - level) / 2, (1 + level) / 2], QUANTILES, model.residual_quantiles[c])
     return center + scale * low_q, center + scale * high_q
 
 
 def probability_above(model: CurveModel, prefix, unit, fraction: float, threshold) -> np.ndarray:
     """P(final score > threshold) under the predictive, [n] (what a stopping rule asks)."""
-    c = _checkpoint(model, fraction)
-    phi = features(prefix, unit)
-    center = np.asarray(prefix, dtype=np.float64).max(axis=1) + phi @ model.weights[c]
-    scale = np.exp(phi @ model.scale_weights[c])
+    c, center, scale = _location(model, prefix, unit, fraction)
     standardized = (np.asarray(threshold, dtype=np.float64) - center) / scale
     return 1.0 - np.interp(standardized, model.residual_quantiles[c], QUANTILES, left=0.0, right=1.0)
 
