@@ -27,7 +27,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from metabo.data import MatchedBlock, PaddedTasks
-from metabo.gp.adam import all_finite, skip_nonfinite
+from metabo.gp.adam import skip_nonfinite
 from metabo.gp.lapack import callback_interrupts
 from metabo.gp.model import GPModel, GPParams
 from metabo.pretrain.objectives import (
@@ -175,8 +175,10 @@ def train_step(params: GPParams, opt_state, data: TrainData, key, step, config: 
     return unravel(jnp.where(ok, new_flat, flat)), new_state, value, ok
 
 
+@partial(jax.jit, static_argnames=("config",))
 def init_optimizer(config: StepConfig, params: GPParams):
-    """The state ``train_step`` expects: the optimizer's state for the raveled ``params``."""
+    """The state ``train_step`` expects: the optimizer's state for the raveled ``params``
+    (compiled: op by op it was a dozen small programs)."""
     return make_optimizer(config).init(ravel_pytree(params)[0])
 
 
@@ -358,7 +360,8 @@ def _fit(
     if init is None:
         init = initial_params(model, dim, data.tasks, data.blocks, key=init_key)
     params = _canonical(init)
-    if not bool(all_finite(params)):
+    # NumPy, not ``all_finite``: op-by-op JAX over the leaves compiles one program per shape.
+    if not all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(jax.device_get(params))):
         raise PretrainError("initial parameters are not finite")
     opt_state = init_optimizer(config, params)
 
