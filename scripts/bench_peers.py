@@ -36,6 +36,8 @@ Every measurement interleaves the methods repetition by repetition (rep 1 of eve
 rep 2, ...), so a busy machine slows them alike; medians, and ratios to metabo.
 
 Usage: python scripts/bench_peers.py [--reps 7] [--quick] [--out benchmarks]
+It measures the metabo that ``import metabo`` finds (the JSON records its path): from a checkout
+that is not the installed one, run it with ``PYTHONPATH=.``.
 Peers: ``pip install 'metabo[bench]'`` (Optuna, torch, BoTorch) and scikit-learn; a missing one
 is reported in one line and its rows are skipped.
 """
@@ -178,8 +180,16 @@ def build_prior(task, cache_dir: str, quick: bool):
     from metabo.pretrain import Prior
 
     steps = 30 if quick else None
-    with open(DATA, "rb") as fh:
-        key = hashlib.sha256(fh.read() + repr((metabo.__version__, HELDOUT_TASK, steps)).encode()).hexdigest()[:16]
+    # Keyed by the data, the settings and metabo's source: a changed metabo pre-trains again.
+    digest = hashlib.sha256(repr((metabo.__version__, HELDOUT_TASK, steps)).encode())
+    package = os.path.dirname(metabo.__file__)
+    sources = sorted(
+        os.path.join(folder, name) for folder, _, names in os.walk(package) for name in names if name.endswith(".py")
+    )
+    for path in [DATA, *sources]:
+        with open(path, "rb") as fh:
+            digest.update(fh.read())
+    key = digest.hexdigest()[:16]
     os.makedirs(cache_dir, exist_ok=True)
     path = os.path.join(cache_dir, f"prior-{key}.json")
     if os.path.exists(path):
@@ -942,6 +952,7 @@ def main(argv=None) -> int:
     from metabo.io import atomic_write_text
 
     load_before = [round(v, 2) for v in os.getloadavg()]
+    log(f"metabo from {os.path.dirname(metabo.__file__)}")
     peers = available_peers()
     task = load_task(args.quick)
     prior, prior_info = build_prior(task, args.prior_cache, args.quick)
@@ -971,6 +982,7 @@ def main(argv=None) -> int:
             "cpu": _cpu_model(),
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
+            "metabo_path": os.path.dirname(metabo.__file__),
             "versions": versions,
             "torch_threads": torch_threads,
             "load_before": load_before,
