@@ -45,6 +45,21 @@ def configure_jax() -> None:
         os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else ``platform.processor()``), for the machine
+    block of benchmark reports."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
 def keep_freed_memory() -> bool:
     """Let glibc keep freed blocks of up to 1 GiB for reuse instead of unmapping them.
 
@@ -148,6 +163,7 @@ __all__ = [
     "SINGLE_POOL_ENV",
     "MALLOC_ENV",
     "configure_jax",
+    "cpu_model",
     "keep_freed_memory",
     "one_blas_thread_env",
     "start_jax",

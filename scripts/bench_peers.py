@@ -719,17 +719,6 @@ def bench_fits(task, peers, reps, sizes, seeds):
 
 
 # ---- report ------------------------------------------------------------------------------------
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 LABELS = {
     "metabo_finite": "metabo `Optimizer.ask()`, prior, finite set",
     "metabo_box": "metabo `Optimizer.ask()`, prior, box",
@@ -942,7 +931,7 @@ def main(argv=None) -> int:
     sizes, seeds = ((50,), (0,)) if args.quick else (FIT_SIZES, FIT_SEEDS)
 
     os.environ.setdefault("METABO_JAX_CACHE", "off")  # first calls compile for real
-    from metabo.runtime import start_jax
+    from metabo.runtime import cpu_model, start_jax
 
     start_jax()
     import jax
@@ -979,7 +968,7 @@ def main(argv=None) -> int:
     report = {
         "machine": {
             "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "metabo_path": os.path.dirname(metabo.__file__),

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
             os.environ[var] = "1"
 
     os.environ.setdefault("METABO_JAX_CACHE", "off")
-    from metabo.runtime import start_jax
+    from metabo.runtime import cpu_model, start_jax
 
     start_jax()  # the same CPU backend as the CLI
     import jax
@@ -302,7 +302,7 @@ def main(argv=None) -> int:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "backend": jax.default_backend(),
         "float64": bool(jax.config.jax_enable_x64),
@@ -321,17 +321,6 @@ def main(argv=None) -> int:
     atomic_write_text(os.path.join(args.out, "pretrain.md"), markdown(results))
     print(f"wrote {os.path.join(args.out, 'pretrain.json')} and pretrain.md")
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def markdown(results: dict) -> str:
