@@ -726,7 +726,7 @@ LABELS = {
     "optuna_gp": "Optuna GPSampler (`study.ask()` + 4 suggests)",
     "botorch_finite": "BoTorch fit + `optimize_acqf_discrete`",
     "botorch_box": "BoTorch fit + `optimize_acqf`",
-    "metabo": "metabo `fit_single_task` (200 Adam steps x 4 starts)",
+    "metabo": "metabo `fit_single_task` (L-BFGS-B, 4 starts, lengthscale prior)",
     "sklearn_r0": "scikit-learn GPR, `n_restarts_optimizer=0`",
     f"sklearn_r{SKLEARN_RESTARTS}": f"scikit-learn GPR, `n_restarts_optimizer={SKLEARN_RESTARTS}`",
     "botorch": "BoTorch `fit_gpytorch_mll` (SingleTaskGP)",

@@ -23,12 +23,12 @@ exceeds the 95th percentile of the target model's losses gets weight 0.
 
 The acquisition is expected improvement (log-EI) on the ensemble, with the best standardized
 target score as the incumbent. The target GP's hyperparameters are refitted at every step with
-``target_steps`` Adam steps from ``target_restarts`` starts (fewer than ``fit_single_task``'s
-defaults: the refit is the bulk of a step's cost). Step 0: the mean of the base models' posterior means (all
+at most ``target_steps`` L-BFGS-B iterations from ``target_restarts`` starts (fewer than
+``fit_single_task``'s defaults: the refit is the bulk of a step's cost). Step 0: the mean of the base models' posterior means (all
 models weigh the same without data).
 
 Options: ``fit_points`` (128), ``base_points`` (256), ``num_samples`` (1000),
-``fit_steps`` / ``fit_restarts`` (Adam steps and restarts for the base models, 200 / 2),
+``fit_steps`` / ``fit_restarts`` (L-BFGS-B iterations and restarts for the base models, 200 / 2),
 ``target_steps`` / ``target_restarts`` (for the target model, 100 / 2).
 """
 

@@ -96,8 +96,12 @@ def same_points(points: np.ndarray, others: np.ndarray) -> np.ndarray:
     others = np.asarray(others, dtype=np.float64)
     if len(others) == 0 or len(points) == 0:
         return np.zeros(len(points), dtype=bool)
-    distance = np.max(np.abs(points[:, None, :] - others[None, :, :]), axis=-1)
-    return np.any(distance <= SAME_POINT_TOL, axis=1)
+    from scipy.spatial import cKDTree
+
+    # A k-d tree in the max-norm: O((k + e) log e) instead of a [k, e, d] difference (10,000
+    # candidates x 100 observations took 60 ms of a 94 ms ask that way).
+    distance, _ = cKDTree(others).query(points, k=1, p=np.inf)
+    return distance <= SAME_POINT_TOL
 
 
 def nearest_rows(candidates: np.ndarray, points: np.ndarray) -> list[int]:

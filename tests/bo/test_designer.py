@@ -339,3 +339,20 @@ def test_optimizer_records_the_guards_verdict_in_each_trial_and_state_file(tmp_p
     assert "model" not in saved[0] and saved[-1]["model"] == frame["model"].iloc[-1]
     resumed = Optimizer(space, prior=prior, seed=1, state=state, transfer_guard=True)
     assert resumed.trials[-1].model == frame["model"].iloc[-1]
+
+
+def test_same_points_agrees_with_the_max_norm_definition():
+    rng = np.random.default_rng(7)
+    others = rng.random((60, 4))
+    # Exact copies, copies shifted by half / twice the tolerance in one coordinate, and fresh points.
+    from metabo.bo.designer import SAME_POINT_TOL
+
+    near = others[:10].copy()
+    near[:, 2] += 0.5 * SAME_POINT_TOL
+    far = others[10:20].copy()
+    far[:, 1] -= 2.0 * SAME_POINT_TOL
+    points = np.concatenate([others[20:30], near, far, rng.random((500, 4))])
+    expected = np.array([np.any(np.max(np.abs(others - p), axis=1) <= SAME_POINT_TOL) for p in points])
+    np.testing.assert_array_equal(same_points(points, others), expected)
+    assert expected[:20].all() and not expected[20:30].any()
+    assert not same_points(points, others[:0]).any() and same_points(points[:0], others).shape == (0,)

@@ -1,5 +1,6 @@
-"""Single-task type-II ML fits: invariance to the units of y, likelihood at least that of the
-true parameters, bounds, degenerate inputs, and one compilation per size bucket.
+"""Single-task fits (type-II ML and MAP): invariance to the units of y, likelihood at least that
+of the true parameters, local optimality under an independent NumPy objective, the prior's closed
+form, bounds, degenerate inputs, and one compilation per size bucket.
 
 Sizes stay within one bucket (n <= 16, d = 2) so the whole file compiles the fit once."""
 
@@ -113,10 +114,10 @@ def test_degenerate_histories():
 def test_growing_history_within_a_bucket_does_not_recompile():
     x, y, _ = gp_draw(16, seed=8)
     fit_single_task(x[:9], y[:9], jax.random.PRNGKey(0))
-    size = single_task._fit._cache_size()
+    size = single_task._losses_and_grad._cache_size()
     for n in (10, 13, 16):
         fit_single_task(x[:n], y[:n], jax.random.PRNGKey(n))
-    assert single_task._fit._cache_size() == size
+    assert single_task._losses_and_grad._cache_size() == size
 
 
 @pytest.mark.parametrize(
@@ -141,3 +142,58 @@ def test_unstandardize_rescales_mean_and_covariance(model):
         model.cov(scaled, x, x), scale**2 * np.asarray(model.cov(params, x, x)), rtol=1e-8
     )
     np.testing.assert_allclose(model.noise(scaled), scale**2 * float(model.noise(params)), rtol=1e-8)
+
+
+def test_lengthscale_prior_is_the_dimension_scaled_log_normal():
+    from scipy.stats import lognorm
+
+    prior = single_task.LengthscalePrior()
+    a, b = np.array([0.2, 1.5, 3.0]), np.array([0.7, 0.05, 9.0])
+    mu = np.sqrt(2.0) + 0.5 * np.log(3)
+    # Densities agree up to the normalizing constant: compare differences of -log p.
+    expected = -np.sum(lognorm.logpdf(a, s=np.sqrt(3.0), scale=np.exp(mu))) + np.sum(
+        lognorm.logpdf(b, s=np.sqrt(3.0), scale=np.exp(mu))
+    )
+    got = float(prior.negative_log_density(jnp.asarray(a)) - prior.negative_log_density(jnp.asarray(b)))
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def numpy_objective(x, y, lengthscale, signal, noise, constant, prior=None):
+    """Matern 5/2 NLL (+ the log-normal lengthscale prior) by NumPy alone, standardized y."""
+    z = x / lengthscale
+    r = np.sqrt(np.maximum(np.sum((z[:, None, :] - z[None, :, :]) ** 2, axis=-1), 0.0))
+    s5 = np.sqrt(5.0) * r
+    gram = signal * (1.0 + s5 + s5**2 / 3.0) * np.exp(-s5) + noise * np.eye(len(y))
+    residual = y - constant
+    _, logdet = np.linalg.slogdet(gram)
+    value = 0.5 * residual @ np.linalg.solve(gram, residual) + 0.5 * logdet + 0.5 * len(y) * np.log(2 * np.pi)
+    if prior is not None:
+        log_l = np.log(lengthscale)
+        mean = prior.loc + 0.5 * np.log(len(lengthscale))
+        value += np.sum(log_l + 0.5 * ((log_l - mean) / prior.scale) ** 2)
+    return value
+
+
+@pytest.mark.parametrize("prior", [None, single_task.LengthscalePrior()], ids=["ml", "map"])
+def test_fit_is_a_local_optimum_of_an_independent_objective(prior):
+    # L-BFGS-B stops at a (bounded) optimum: no small move of any hyperparameter, in log space,
+    # lowers an independently written objective (NumPy Matern 5/2 NLL, plus the prior).
+    x, y, _ = gp_draw(16, seed=11)
+    y = (y - y.mean()) / y.std()
+    params = fit_single_task(x, y, jax.random.PRNGKey(2), lengthscale_prior=prior)
+    h = DEFAULT_MODEL.hyper(params)
+    theta = {"lengthscale": np.asarray(h.lengthscale), "signal": float(h.signal), "noise": float(h.noise)}
+    constant = float(params.mean_constant)
+    bounds = single_task.FitBounds()
+    base = numpy_objective(x, y, theta["lengthscale"], theta["signal"], theta["noise"], constant, prior)
+    for name, (lo, hi) in (("lengthscale", bounds.lengthscale), ("signal", bounds.signal), ("noise", bounds.noise)):
+        for index in range(np.size(theta[name])):
+            for factor in (0.97, 1.03):
+                moved = {k: np.array(v, dtype=float, copy=True) for k, v in theta.items()}
+                flat = moved[name].reshape(-1)
+                flat[index] = np.clip(flat[index] * factor, lo, hi)
+                value = numpy_objective(x, y, moved["lengthscale"], float(moved["signal"]), float(moved["noise"]), constant, prior)
+                assert value >= base - 1e-6, (name, index, factor, value, base)
+    for shift in (-0.02, 0.02):
+        assert numpy_objective(x, y, theta["lengthscale"], theta["signal"], theta["noise"], constant + shift, prior) >= base - 1e-6
+
