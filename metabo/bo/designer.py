@@ -96,6 +96,9 @@ def same_points(points: np.ndarray, others: np.ndarray) -> np.ndarray:
     others = np.asarray(others, dtype=np.float64)
     if len(others) == 0 or len(points) == 0:
         return np.zeros(len(points), dtype=bool)
+    if len(points) * len(others) <= 65536:  # small: the direct difference, no SciPy import
+        distance = np.max(np.abs(points[:, None, :] - others[None, :, :]), axis=-1)
+        return np.any(distance <= SAME_POINT_TOL, axis=1)
     from scipy.spatial import cKDTree
 
     # A k-d tree in the max-norm: O((k + e) log e) instead of a [k, e, d] difference (10,000

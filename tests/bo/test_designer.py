@@ -351,8 +351,9 @@ def test_same_points_agrees_with_the_max_norm_definition():
     near[:, 2] += 0.5 * SAME_POINT_TOL
     far = others[10:20].copy()
     far[:, 1] -= 2.0 * SAME_POINT_TOL
-    points = np.concatenate([others[20:30], near, far, rng.random((500, 4))])
+    points = np.concatenate([others[20:30], near, far, rng.random((2000, 4))])  # the k-d tree's size
     expected = np.array([np.any(np.max(np.abs(others - p), axis=1) <= SAME_POINT_TOL) for p in points])
     np.testing.assert_array_equal(same_points(points, others), expected)
+    np.testing.assert_array_equal(same_points(points[:40], others), expected[:40])  # the direct way
     assert expected[:20].all() and not expected[20:30].any()
     assert not same_points(points, others[:0]).any() and same_points(points[:0], others).shape == (0,)
