@@ -2,11 +2,11 @@
 
 A tuning log is a long table, one row per trial: ``task`` (string), one column per parameter
 (user units), the objective column (float, may be NaN) and an optional ``status``
-(``ok | diverged | failed``). Everything downstream works on *scores* (maximized, see
+(``ok | diverged | failed | pruned``; ``pruned``: stopped early by a stopping rule). Everything downstream works on *scores* (maximized, see
 ``Objective.to_score``) on the unit cube.
 
-Failure policy (``failures=``) for trials that did not produce a usable value (status diverged or
-failed, or a NaN objective):
+Failure policy (``failures=``) for trials that did not produce a usable value (status diverged,
+failed or pruned, or a NaN objective):
   - ``"drop"`` (default): leave them out;
   - ``"impute_worst"``: give them the worst score seen on the same task.
 """
@@ -22,7 +22,7 @@ import pandas as pd
 
 from metabo.space import Space, load_space
 
-STATUSES = ("ok", "diverged", "failed")
+STATUSES = ("ok", "diverged", "failed", "pruned")
 FAILURE_POLICIES = ("drop", "impute_worst")
 DUPLICATE_POLICIES = ("error", "mean", "keep")
 TASK_COLUMN = "task"

@@ -22,13 +22,24 @@ How it suggests: ``Optimizer`` is the BO core (``metabo.bo.designer.Designer``, 
   - Suggestions are deterministic given the seed and the trials told so far, so a resumed run
     continues exactly as the uninterrupted one would have.
 
+Stopping runs early: ``report(config, step, value)`` records a running trial's intermediate
+value (e.g. the validation error after each epoch) and returns True when the stopping rule
+(``stopping=``: ``"curve"`` with a pre-trained ``curve_model``, ``"median"`` or ``"asha"``;
+``metabo.stopping.watch``, shared with the Optuna pruner) says to stop it; tell it then with
+``status="pruned"``. The trial keeps its curve; with a curve model the BO core sees a pruned
+trial at its predicted final score, otherwise as a failure (as the Optuna sampler does).
+
+    if opt.report(config, epoch, error):
+        opt.tell(config, error, status="pruned")
+
 Multi-objective studies (a space with several ``objectives`` and/or outcome ``constraints``) go
 through ``metabo.bo.multi.MultiDesigner``: ``prior`` is then a dict (column -> Prior, for the
 objectives and the constrained metrics) or a list (one per objective), ``tell`` takes a dict of
 every objective's and constrained metric's value, and ``pareto_front`` replaces ``best``.
 
-State file (``state=PATH``, JSON): format tag, version, space, seed, settings and every told
-trial. Every ``tell`` rewrites it atomically (``metabo.io``) before returning, so a process
+State file (``state=PATH``, JSON): format tag, version, space, seed, settings, every told
+trial (with its reported curve) and the curves of running trials. Every ``tell`` and ``report``
+rewrites it atomically (``metabo.io``) before returning, so a process
 killed at any moment leaves either the old or the new file, never a torn one; restarting with
 the same path resumes with every acknowledged trial. A truncated or corrupted file raises
 ``StateFileError``, and so does resuming with a different space.
@@ -73,7 +84,8 @@ class TellError(ValueError):
 @dataclass(frozen=True)
 class Trial:
     """One told trial. config: user units; value: the raw objective (None for a failure without
-    one); status: ``ok | diverged | failed``; model: what chose the configuration when the
+    one); status: ``ok | diverged | failed | pruned``; curve: the values ``report`` recorded,
+    ((step, value), ...) with None for a non-finite value, else None; model: what chose the configuration when the
     transfer guard judged it (``TransferCheck.describe()``), else None; hedge: with
     ``acquisition="hedge"``, the nomination it was suggested with (``hedge.Nomination.to_dict()``:
     each member's nominee, the member chosen, the probabilities), which later asks need to
@@ -84,9 +96,12 @@ class Trial:
     status: str = "ok"
     model: str | None = None
     hedge: dict | None = None
+    curve: tuple | None = None
 
     def to_dict(self) -> dict:
         out = {"config": dict(self.config), "value": self.value, "status": self.status}
+        if self.curve is not None:
+            out["curve"] = [[step, value] for step, value in self.curve]
         if self.model is not None:
             out["model"] = self.model
         if self.hedge is not None:
@@ -121,6 +136,11 @@ class Optimizer:
       failure_model: weight EI / PI by the probability of no failure under the prior's failure
         model (``Prior.failure``), updated with this task's failed and diverged trials
         (``metabo.bo.designer.Designer``); off by default; no effect when the prior has none.
+      stopping, curve_model, evaluations: the stopping rule ``report`` asks (``"curve"``,
+        ``"median"``, ``"asha"`` or a ``metabo.stopping.rules.StoppingRule``; default: ``"curve"``
+        when a ``curve_model`` is given, else none), the pre-trained curve model
+        (``metabo.stopping.model``) and the reports a complete trial makes (default: the
+        model's curve length). Single-objective studies only.
 
     ``acquisition``, ``seed`` and ``num_initial`` left as None take the state file's values
     when resuming; explicit values that differ from it win, with a warning.
@@ -141,9 +161,19 @@ class Optimizer:
         guard_margin: float = 0.0,
         multi_acquisition: str | None = None,
         failure_model: bool = False,
+        stopping=None,
+        curve_model=None,
+        evaluations: int | None = None,
     ):
         self.space: Space = load_space(space)
         self.multi = self.space.is_multi
+        self._watch = None
+        if stopping is not None or curve_model is not None:
+            if self.multi:
+                raise ValueError("stopping rules and curve models are for single-objective studies")
+            from metabo.stopping.watch import CurveWatch
+
+            self._watch = CurveWatch("curve" if stopping is None else stopping, model=curve_model, evaluations=evaluations)
         if self.multi:
             from metabo.bo.multi import constraint_objective
 
@@ -214,6 +244,8 @@ class Optimizer:
             self._candidates_unit = self.space.to_unit(self._candidates_user)
 
         self._trials: list[Trial] = list(saved["trials"]) if saved else []
+        # Reported but not told: [{"config", "unit", "curve": [(step, value | None), ...]}].
+        self._running: list[dict] = list(saved["running"]) if saved else []
         self._pending: list[np.ndarray] = []  # unit-cube points asked but not told
         self._pending_models: list[str | None] = []  # the transfer guard's verdict at each ask
         self._pending_hedge: list[dict | None] = []  # GP-Hedge's nomination at each ask
@@ -461,13 +493,79 @@ class Optimizer:
         asked = next((i for i, p in enumerate(self._pending) if np.max(np.abs(p - unit)) <= SAME_POINT_TOL), None)
         if asked is not None:
             trial = dataclasses.replace(trial, model=self._pending_models[asked], hedge=self._pending_hedge[asked])
+        run = self._running_index(unit)
+        running = list(self._running)
+        if run is not None:
+            trial = dataclasses.replace(trial, curve=tuple(running.pop(run)["curve"]))
         trials = self._trials + [trial]
         if self.state_path is not None:
-            self._write_state(trials)  # if this raises, nothing changed in memory either
-        self._trials = trials
+            self._write_state(trials, running)  # if this raises, nothing changed in memory either
+        self._trials, self._running = trials, running
         if asked is not None:
             del self._pending[asked], self._pending_models[asked], self._pending_hedge[asked]
         return trial
+
+    def report(self, config: Mapping[str, Any], step: int, value) -> bool:
+        """Record an intermediate value of a running trial; True when it should stop now.
+
+        Args:
+          config: the trial's configuration (as asked; user units).
+          step: the report's position on the curve (an integer, increasing per trial: an
+            epoch or training step). Checkpoints count reports, not step numbers.
+          value: the objective so far, in its raw units; NaN or inf for a diverged run (which
+            the rule always stops).
+
+        Without a stopping rule (``stopping=``) the curve is recorded and the answer is False.
+        The curve joins the trial at ``tell``; with a state file it is on disk before this
+        returns. Raises ``TellError`` on a bad configuration, step or value (nothing recorded).
+        """
+        if self.multi:
+            raise TellError("report is for single-objective studies")
+        if not isinstance(config, Mapping):
+            raise TellError(f"config must be a dict of parameter values, got {type(config).__name__}")
+        try:
+            matrix = self.space.config_matrix([config])
+        except SpaceError as err:
+            raise TellError(str(err).replace("configuration 0: ", "")) from None
+        clean, unit = self.space.to_configs(matrix)[0], self.space.to_unit(matrix)[0]
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise TellError(f"step must be a non-negative integer, got {step!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TellError(f"value must be a number, got {str(value) if isinstance(value, str) else value!r}")
+        value = float(value) if math.isfinite(float(value)) else None
+        run = self._running_index(unit)
+        running = [dict(r, curve=list(r["curve"])) for r in self._running]
+        if run is None:
+            running.append({"config": clean, "unit": unit, "curve": []})
+            run = len(running) - 1
+        curve = running[run]["curve"]
+        if curve and int(step) <= curve[-1][0]:
+            raise TellError(f"step {int(step)} of trial {clean} is not after its last reported step {curve[-1][0]}")
+        curve.append((int(step), value))
+        if self.state_path is not None:
+            self._write_state(self._trials, running)
+        self._running = running
+        if self._watch is None:
+            return False
+        others = [self._curve_scores(t.curve) for t in self._trials if t.curve]
+        others += [self._curve_scores(r["curve"]) for i, r in enumerate(running) if i != run]
+        finals = [t.value for t in self._trials if t.status == "ok"]
+        finals = self.space.objective.to_score(np.asarray(finals, dtype=np.float64))
+        return self._watch.should_stop(self._curve_scores(curve), unit, others, finals)
+
+    @property
+    def running(self) -> list[dict]:
+        """Trials with reports but not told yet: ``{"config": ..., "curve": [(step, value), ...]}``."""
+        return [{"config": dict(r["config"]), "curve": list(r["curve"])} for r in self._running]
+
+    def _running_index(self, unit) -> int | None:
+        return next((i for i, r in enumerate(self._running) if np.max(np.abs(r["unit"] - unit)) <= SAME_POINT_TOL), None)
+
+    def _curve_scores(self, curve) -> np.ndarray:
+        """A curve's values as scores [k] (NaN where non-finite)."""
+        values = np.asarray([np.nan if v is None else v for _, v in curve], dtype=np.float64)
+        with np.errstate(all="ignore"):
+            return self.space.objective.to_score(values)
 
     # ---- validation -------------------------------------------------------------------------
     def _validate(self, config, value, status) -> tuple[Trial, np.ndarray]:
@@ -642,7 +740,15 @@ class Optimizer:
             return np.zeros((0, self.space.dim)), np.zeros(0)
         x = self.space.to_unit(self.space.config_matrix([t.config for t in self._trials]))
         values = np.array([np.nan if t.status != "ok" else t.value for t in self._trials], dtype=float)
-        return x, self.space.objective.to_score(values)
+        scores = self.space.objective.to_score(values)
+        if self._watch is not None:
+            # A pruned trial with a curve model: its predicted final score, not a failure.
+            for i, t in enumerate(self._trials):
+                if t.status == "pruned" and t.curve:
+                    predicted = self._watch.predicted_final(self._curve_scores(t.curve), x[i])
+                    if predicted is not None:
+                        scores[i] = predicted
+        return x, scores
 
     def _suggest(self, count: int) -> np.ndarray:
         pending = np.array(self._pending).reshape(-1, self.space.dim)
@@ -667,8 +773,10 @@ class Optimizer:
             else {"model": _model_dict(self.prior.model), "digest": getattr(self.prior, "digest", None)},
         }
 
-    def _write_state(self, trials: list[Trial]) -> None:
+    def _write_state(self, trials: list[Trial], running: list[dict] | None = None) -> None:
         from metabo.io import atomic_write_text
+
+        running = self._running if running is None else running
 
         document = {
             "format": STATE_FORMAT,
@@ -677,6 +785,7 @@ class Optimizer:
             "seed": self.seed,
             "settings": self._settings(),
             "trials": [t.to_dict() for t in trials],
+            "running": [{"config": dict(r["config"]), "curve": [[a, b] for a, b in r["curve"]]} for r in running],
         }
         # allow_nan=False: the file stays standard JSON (values are finite or null by validation).
         atomic_write_text(self.state_path, json.dumps(document, indent=1, allow_nan=False) + "\n")
@@ -705,8 +814,9 @@ class Optimizer:
         trials = []
         for i, entry in enumerate(raw_trials):
             keys = set(entry) if isinstance(entry, dict) else set()
-            if not {"config", "value", "status"} <= keys <= {"config", "value", "status", "model", "hedge"}:
+            if not {"config", "value", "status"} <= keys <= {"config", "value", "status", "model", "hedge", "curve"}:
                 raise StateFileError(f"state file {path!r}: trial {i} is malformed: {entry!r}")
+            curve = _read_curve(entry.get("curve"), f"state file {path!r}: trial {i}")
             model = entry.get("model")
             if model is not None and not isinstance(model, str):
                 raise StateFileError(f"state file {path!r}: trial {i}'s model must be a string, got {model!r}")
@@ -717,8 +827,21 @@ class Optimizer:
                     hedge = Nomination.from_dict(hedge).to_dict()
             except (TellError, ValueError) as err:
                 raise StateFileError(f"state file {path!r}: trial {i} is invalid: {err}") from err
-            trials.append(dataclasses.replace(trial, model=model, hedge=hedge))
-        return {"seed": seed, "settings": {**settings, "seed": seed}, "trials": trials}
+            trials.append(dataclasses.replace(trial, model=model, hedge=hedge, curve=curve))
+        running = []
+        for i, entry in enumerate(data.get("running") or []):
+            if not isinstance(entry, dict) or set(entry) != {"config", "curve"}:
+                raise StateFileError(f"state file {path!r}: running trial {i} is malformed: {entry!r}")
+            try:
+                matrix = self.space.config_matrix([entry["config"]])
+            except SpaceError as err:
+                raise StateFileError(f"state file {path!r}: running trial {i} is invalid: {err}") from err
+            running.append({
+                "config": self.space.to_configs(matrix)[0],
+                "unit": self.space.to_unit(matrix)[0],
+                "curve": list(_read_curve(entry["curve"], f"state file {path!r}: running trial {i}")),
+            })
+        return {"seed": seed, "settings": {**settings, "seed": seed}, "trials": trials, "running": running}
 
 
 def optimize(
@@ -746,6 +869,22 @@ def _finish_plot(fig, ax, path):
 
         atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     return fig
+
+
+def _read_curve(raw, where: str) -> tuple | None:
+    """A stored curve [[step, value | null], ...] -> ((int, float | None), ...); None stays None."""
+    if raw is None:
+        return None
+    curve, last = [], -1
+    for point in raw if isinstance(raw, list) else [None]:
+        ok = isinstance(point, list) and len(point) == 2 and isinstance(point[0], int) and not isinstance(point[0], bool)
+        value = point[1] if ok else None
+        ok = ok and (value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)))
+        if not ok or point[0] <= last:
+            raise StateFileError(f"{where}: curve point {point!r} is not [increasing step, finite value or null]")
+        last = point[0]
+        curve.append((point[0], None if value is None else float(value)))
+    return tuple(curve)
 
 
 def _load_json(path: str) -> dict:

@@ -407,18 +407,12 @@ class PretrainedGPSampler(BaseSampler):
         when it was not stopped at one of the model's checkpoints)."""
         if self.curve_model is None or self.multi:
             return None
-        from metabo.stopping.model import predict_final, prefix_length
+        from metabo.stopping.watch import predicted_final
 
         reports = past.intermediate_values
-        fractions = {prefix_length(f, self.curve_model.length): f for f in self.curve_model.fractions}
-        if len(reports) not in fractions:
-            return None
         with np.errstate(all="ignore"):
             prefix = self.space.objective.to_score(np.asarray([reports[s] for s in sorted(reports)], dtype=np.float64))
-        if not np.all(np.isfinite(prefix)):
-            return None
-        median, _ = predict_final(self.curve_model, prefix[None], unit[None], fractions[len(reports)])
-        return float(median[0])
+        return predicted_final(self.curve_model, prefix, unit)
 
     def _suggest(self, study, trial: FrozenTrial, distributions: Mapping[str, BaseDistribution | None]) -> dict[str, float]:
         """The next configuration, prior name -> value inside ``distributions`` (None: the prior's range)."""

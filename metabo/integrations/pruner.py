@@ -27,8 +27,9 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("metabo.integrations.pruner needs optuna: pip install 'metabo[optuna]'") from err
 
 from metabo.space import Space
-from metabo.stopping.model import CHECKPOINTS, CurveModel, prefix_length
-from metabo.stopping.rules import Checkpoint, StoppingRule
+from metabo.stopping.model import CurveModel
+from metabo.stopping.rules import StoppingRule
+from metabo.stopping.watch import CurveWatch
 
 
 class CurvePruner(BasePruner):
@@ -44,15 +45,11 @@ class CurvePruner(BasePruner):
 
     def __init__(self, space: Space, rule="curve", model: CurveModel | None = None, evaluations: int | None = None, p_min: float = 0.05):
         self.space = space
-        self.rule = rule if isinstance(rule, StoppingRule) else StoppingRule(str(rule), p_min=p_min, model=model)
-        if self.rule.name == "curve" and self.rule.model is None:
-            raise ValueError("the curve rule needs a pre-trained curve model (model=...)")
-        length = evaluations if evaluations is not None else (self.rule.model.length if self.rule.model is not None else None)
-        if length is None or int(length) < 1:
-            raise ValueError("give evaluations=N, the number of reports a complete trial makes")
-        self.evaluations = int(length)
-        fractions = self.rule.model.fractions if self.rule.model is not None else CHECKPOINTS
-        self.checkpoints = {prefix_length(f, self.evaluations): f for f in fractions}
+        # The decisions are metabo.stopping.watch's, shared with Optimizer.report.
+        self.watch = CurveWatch(rule, model=model, evaluations=evaluations, p_min=p_min)
+        self.rule: StoppingRule = self.watch.rule
+        self.evaluations = self.watch.evaluations
+        self.checkpoints = self.watch.checkpoints
 
     def _scores(self, values) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -66,32 +63,20 @@ class CurvePruner(BasePruner):
                 f"{self.space.objective.direction}"
             )
         reports = trial.intermediate_values
-        k = len(reports)
-        if k not in self.checkpoints or self.rule.name == "none":
+        if len(reports) not in self.checkpoints or self.rule.name == "none":
             return False
         prefix = self._scores([reports[s] for s in sorted(reports)])
-        if not np.all(np.isfinite(prefix)):
-            return True  # a non-finite report: the run diverged
         others, finals = [], []
         for past in study.get_trials(deepcopy=False):
             if past.number == trial.number:
                 continue
             steps = sorted(past.intermediate_values)
-            if len(steps) >= k:
-                seen = self._scores([past.intermediate_values[s] for s in steps[:k]])
-                if np.all(np.isfinite(seen)):
-                    others.append(float(seen.max()))
+            others.append(self._scores([past.intermediate_values[s] for s in steps]))
             if past.state == TrialState.COMPLETE and past.value is not None:
-                final = float(self._scores([past.value])[0])
-                if np.isfinite(final):
-                    finals.append(final)
+                finals.append(float(self._scores([past.value])[0]))
         unit = np.zeros(self.space.dim)
         if all(name in trial.params for name in self.space.names):
             row = np.asarray([p.user_units(trial.params[p.name]) for p in self.space.parameters])
             with np.errstate(all="ignore"):
                 unit = self.space.to_unit(row[None])[0]
-        checkpoint = Checkpoint(prefix, unit, self.checkpoints[k], np.asarray(others), np.asarray(finals))
-        return bool(self.rule.should_stop(checkpoint))
-
-
-__all__ = ["CurvePruner"]
+        return self.watch.should_stop(prefix, unit, others, finals)
