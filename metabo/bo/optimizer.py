@@ -521,12 +521,7 @@ class Optimizer:
         """
         if self.multi:
             raise TellError("report is for single-objective studies")
-        if not isinstance(config, Mapping):
-            raise TellError(f"config must be a dict of parameter values, got {type(config).__name__}")
-        try:
-            matrix = self.space.config_matrix([config])
-        except SpaceError as err:
-            raise TellError(str(err).replace("configuration 0: ", "")) from None
+        matrix = self._config_matrix(config)
         clean, unit = self.space.to_configs(matrix)[0], self.space.to_unit(matrix)[0]
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
             raise TellError(f"step must be a non-negative integer, got {step!r}")
@@ -568,13 +563,17 @@ class Optimizer:
             return self.space.objective.to_score(values)
 
     # ---- validation -------------------------------------------------------------------------
-    def _validate(self, config, value, status) -> tuple[Trial, np.ndarray]:
+    def _config_matrix(self, config) -> np.ndarray:
+        """One configuration -> [1, p] user-unit row, or ``TellError`` naming the problem."""
         if not isinstance(config, Mapping):
             raise TellError(f"config must be a dict of parameter values, got {type(config).__name__}")
         try:
-            matrix = self.space.config_matrix([config])
+            return self.space.config_matrix([config])
         except SpaceError as err:
             raise TellError(str(err).replace("configuration 0: ", "")) from None
+
+    def _validate(self, config, value, status) -> tuple[Trial, np.ndarray]:
+        matrix = self._config_matrix(config)
         if not isinstance(status, str) or status.strip().lower() not in STATUSES:
             raise TellError(f"unknown status {str(status) if isinstance(status, str) else status!r}; expected one of {STATUSES}")
         status = status.strip().lower()
