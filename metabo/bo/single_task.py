@@ -10,8 +10,10 @@ The restarts are optimized as one problem (the sum of their losses, whose gradie
 separable) by SciPy's L-BFGS-B, the quasi-Newton method scikit-learn and BoTorch use, with the
 loss and gradient of all restarts from one compiled call (``metabo.gp`` NLL, LAPACK backend).
 It replaced 200 projected Adam steps, which stopped short of the optimum: on 4-D problems of
-20-100 points L-BFGS-B reaches a per-point log marginal likelihood 0.002-0.03 higher in about
-40-170 evaluations (``experiments/ABLATIONS.md``, "Single-task GP fit").
+20-100 points, without the prior, L-BFGS-B reaches a per-point log marginal likelihood
+0.0003-0.013 higher in about 40-170 evaluations. The prior is there for BO's sake: maximum
+likelihood to convergence made BO without a pre-trained prior worse, the prior made it as good
+as before (``experiments/ABLATIONS.md``, "Single-task GP fit").
 
 Observations are padded to size buckets with a mask, so a growing history compiles once per
 bucket (16, 32, 64, ...; ``metabo.gp.padding``) instead of once per size.
@@ -97,7 +99,8 @@ def fit_single_task(
     tolerance: float = 1e-6,
     lengthscale_prior: LengthscalePrior | None = LengthscalePrior(),
 ) -> GPParams:
-    """Type-II maximum-likelihood GP parameters for one task.
+    """GP hyperparameters for one task: type-II maximum likelihood, under ``lengthscale_prior``
+    (maximum a posteriori) unless it is None.
 
     Args:
       x: [n, d] unit-cube inputs.
@@ -105,8 +108,8 @@ def fit_single_task(
       key: PRNG key for the random restarts (and MLP initializations).
       model: the GP structure (default: constant mean, Matern 5/2 ARD).
       steps: at most this many L-BFGS-B iterations (each one or a few loss evaluations).
-      restarts: initializations optimized together (vmapped); the one with the best likelihood
-        wins. The first starts at lengthscale 0.5 and 10% noise, the others at random.
+      restarts: initializations optimized together (vmapped); the one with the best objective
+        (likelihood times prior) wins. The first starts at lengthscale 0.5 and 10% noise, the others at random.
       bounds: box constraints in standardized units (``FitBounds``).
       tolerance: L-BFGS-B's relative decrease of the summed per-point loss at which it stops
         (SciPy's ``ftol``).
