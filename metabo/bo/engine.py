@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metabo.aot import persistent_jit
 from metabo.bo import acquisitions as acq
 from metabo.bo.config import ACQUISITIONS, Acquisition
 from metabo.bo.maximize import AllObservedError, maximize_box_traced
@@ -326,7 +327,9 @@ def _box_acq_fn(model: GPModel) -> Callable:
     return fn
 
 
-@functools.partial(jax.jit, static_argnames=("model", "dim", "num_sweep", "num_starts", "steps", "adaptive"))
+# The box programs are the bulk of a warm-cache `metabo suggest`: their executables are kept
+# across processes (metabo.aot), so a new process neither traces nor lowers them.
+@persistent_jit(static_argnames=("model", "dim", "num_sweep", "num_starts", "steps", "adaptive"))
 def _box_core(
     model,
     dim,
@@ -358,7 +361,7 @@ def _box_core(
     return result, args, state.jitter, _ok(state)
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
+@persistent_jit(static_argnames=("model",))
 def _box_rescore(model, args, xq):
     return _box_acq_fn(model)(xq, args)
 
