@@ -9,7 +9,8 @@ directory, under a key computed from the arguments without tracing:
 
   - the function (module and name) and a digest of metabo's source files: any change to the
     library's code makes new entries;
-  - JAX's and jaxlib's versions, the backend's platform version, the CPU model and ``XLA_FLAGS``;
+  - JAX's and jaxlib's versions, the backend (platform version, device kind), the CPU model
+    and ``XLA_FLAGS``;
   - the values of the static arguments (their ``repr``), the pytree structure and the abstract
     values (shape, dtype, weak type) of the others, and JAX's trace context (x64 among it).
 
@@ -83,7 +84,10 @@ class Persistent:
             else:
                 dynamic_args.append(value)
         for name, value in kwargs.items():
-            (static.__setitem__(name, value) if name in self._static else dynamic_kwargs.__setitem__(name, value))
+            if name in self._static:
+                static[name] = value
+            else:
+                dynamic_kwargs[name] = value
         leaves, tree = jax.tree.flatten((tuple(dynamic_args), dynamic_kwargs))
         if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
             return self.jitted(*args, **kwargs)  # inside another trace: inlined as jax.jit is
@@ -112,9 +116,7 @@ class Persistent:
                 payload, in_tree, out_tree = pickle.load(fh)
             _initialize_lapack()
             return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
-        except FileNotFoundError:
-            pass
-        except Exception:  # noqa: BLE001 - a stale or damaged entry: build it again
+        except Exception:  # noqa: BLE001 - none yet, or a damaged one: build it (again)
             pass
         lowered = self.jitted.lower(*args, **kwargs)
         with jax_config.enable_compilation_cache(False):  # see the module docstring
@@ -160,8 +162,9 @@ def _environment_digest() -> str:
     package = Path(__file__).resolve().parent
     for source in sorted(package.rglob("*.py")):
         digest.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes())
-    client = jax.devices()[0].client
-    versions = (jax.__version__, jaxlib.__version__, client.platform, client.platform_version, cpu_model())
+    device = jax.devices()[0]
+    client = device.client
+    versions = (jax.__version__, jaxlib.__version__, client.platform, client.platform_version, device.device_kind, cpu_model())
     digest.update(repr((versions, os.environ.get("XLA_FLAGS", ""))).encode())
     return digest.hexdigest()
 
