@@ -22,8 +22,11 @@ so concurrent processes never read half of one. Loading runs code from the cache
 JAX's own cache does: it must be writable by the user only.
 
 Two jaxlib 0.10 quirks shape the code: an executable that JAX itself loaded from its cache does
-not serialize back correctly (running the copy fails: "Function ... not found"), so a miss
-compiles with JAX's cache off for that one compilation; and a loaded executable that calls
+not serialize back correctly (running the copy fails: "Function ... not found"), so an
+executable that JAX's cache supplied on a miss is used but not kept (JAX's switch to turn its
+cache off is read once per process: it cannot be turned off for one compilation). That entry is
+then made by a process whose JAX cache misses too (a new cache directory, or an entry JAX has
+evicted); until then such a process traces as before. And a loaded executable that calls
 LAPACK needs jaxlib's LAPACK kernels initialized first (lowering does that, loading does not;
 without it the call crashes the process).
 """
@@ -104,7 +107,6 @@ class Persistent:
         return compiled(*dynamic_args, **dynamic_kwargs)
 
     def _load_or_compile(self, directory: str, key, args, kwargs):
-        from jax._src import config as jax_config
         from jax.experimental import serialize_executable
 
         static, tree, avals, context = key
@@ -119,8 +121,12 @@ class Persistent:
         except Exception:  # noqa: BLE001 - none yet, or a damaged one: build it (again)
             pass
         lowered = self.jitted.lower(*args, **kwargs)
-        with jax_config.enable_compilation_cache(False):  # see the module docstring
-            compiled = lowered.compile()
+        hits = _jax_cache_hits()
+        compiled = lowered.compile()
+        if _jax_cache_hits() != hits:
+            # JAX loaded it from its own cache: such an executable does not serialize back
+            # correctly (module docstring). Used by this process, not kept.
+            return compiled
         try:
             entry = pickle.dumps(serialize_executable.serialize(compiled))
         except Exception:  # noqa: BLE001 - host callbacks, closed-over constants, ...
@@ -167,6 +173,27 @@ def _environment_digest() -> str:
     versions = (jax.__version__, jaxlib.__version__, client.platform, client.platform_version, device.device_kind, cpu_model())
     digest.update(repr((versions, os.environ.get("XLA_FLAGS", ""))).encode())
     return digest.hexdigest()
+
+
+_HITS = threading.local()
+
+
+def _count_hit(event: str, **_) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _HITS.count = getattr(_HITS, "count", 0) + 1
+
+
+@functools.cache
+def _listen_for_hits() -> None:
+    import jax.monitoring
+
+    jax.monitoring.register_event_listener(_count_hit)
+
+
+def _jax_cache_hits() -> int:
+    """Executables this thread has loaded from JAX's persistent cache so far."""
+    _listen_for_hits()
+    return getattr(_HITS, "count", 0)
 
 
 @functools.cache

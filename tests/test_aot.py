@@ -77,6 +77,8 @@ def test_a_damaged_entry_is_rebuilt(tmp_path, plain):
     run(str(tmp_path))
     for entry in (tmp_path / "metabo-aot").iterdir():
         entry.write_bytes(b"not an executable")
+    for entry in tmp_path.glob("jit_f-*"):
+        entry.unlink()  # JAX's own entries too (a rebuild from one of those is not kept: below)
     assert run(str(tmp_path)) == (4, plain[1])
     assert run(str(tmp_path)) == (2, plain[1])  # rewritten, and loaded again
 
@@ -85,3 +87,12 @@ def test_without_a_cache_directory_or_with_metabo_aot_0_it_is_jax_jit(tmp_path, 
     assert plain[0] == 5  # jax.jit traces f four times (power by keyword is a new signature), g once
     assert run(str(tmp_path), {"METABO_AOT": "0"}) == plain
     assert not (tmp_path / "metabo-aot").exists()
+
+
+def test_an_executable_from_jax_s_own_cache_is_used_but_not_kept(tmp_path, plain):
+    # JAX's cache holds the programs (filled by plain jax.jit): a copy of an executable it loaded
+    # would fail to run in the next process ("Function ... not found"), so none is kept.
+    assert run(str(tmp_path), {"METABO_AOT": "0"}) == plain
+    assert run(str(tmp_path)) == (4, plain[1])
+    assert not list((tmp_path / "metabo-aot").glob("f-*"))
+    assert run(str(tmp_path)) == (4, plain[1])
