@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from metabo.commands.common import UserError  # re-exported: metabo.cli.UserError
-from metabo.runtime import configure_jax, start_jax
+from metabo.runtime import configure_jax, freeze_imported_objects, start_jax
 
 COMMANDS = (
     "info",
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     start_jax()
+    if argv is None:  # this process is the command (not a caller running it in-process)
+        freeze_imported_objects()
     try:
         return int(args._run(args) or 0)
     except UserError as err:

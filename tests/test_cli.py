@@ -104,3 +104,21 @@ def test_installed_script_version():
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"metabo {metabo.__version__}"
+
+
+def test_in_process_main_leaves_the_garbage_collector_alone(capsys):
+    import gc
+
+    before = gc.get_freeze_count()
+    assert cli.main(["info", "--json"]) == 0
+    assert gc.get_freeze_count() == before  # only the command's own process freezes its imports
+
+
+def test_the_command_process_freezes_its_imports():
+    # metabo.runtime.freeze_imported_objects: the modules loaded by then (JAX, NumPy, pandas) stay
+    # out of the cyclic collector's passes for the rest of the command.
+    code = "import gc, sys; from metabo.cli import main; sys.argv = ['metabo', 'info', '--json']; main(); print(gc.get_freeze_count())"
+    env = {**os.environ, "METABO_JAX_CACHE": "off"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip().splitlines()[-1]) > 10_000

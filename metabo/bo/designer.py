@@ -344,13 +344,10 @@ class Designer:
         return nearest_rows(self.candidates, self.suggest(count))
 
     def _keys(self, issued: int):
-        import jax.numpy as jnp
-
-        # Keys straight from NumPy (raw threefry key data): eager PRNG operations would each cost
-        # a compilation on the CLI's cold path.
+        # Keys straight from NumPy (raw threefry key data), left as NumPy arrays: eager PRNG
+        # operations, and jnp.asarray itself, would each cost a compilation on the CLI's cold path.
         return tuple(
-            jnp.asarray(np.random.SeedSequence([self.seed, issued, part]).generate_state(2, dtype=np.uint32))
-            for part in (0, 1)
+            np.random.SeedSequence([self.seed, issued, part]).generate_state(2, dtype=np.uint32) for part in (0, 1)
         )
 
     def _initial_point(self, index: int, exclude: np.ndarray) -> np.ndarray:

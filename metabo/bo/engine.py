@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metabo.aot import persistent_jit
 from metabo.bo import acquisitions as acq
 from metabo.bo.config import ACQUISITIONS, Acquisition
 from metabo.bo.maximize import AllObservedError, maximize_box_traced
@@ -156,8 +157,9 @@ def _observations(x_obs, y_obs, dim: int | None = None):
 
 
 def _padded(x, y):
-    x_pad, y_pad, mask = pad_observations(x, y, bucket_size(x.shape[0], minimum=OBS_BUCKET_MIN))
-    return jnp.asarray(x_pad), jnp.asarray(y_pad), jnp.asarray(mask)
+    # NumPy arrays go to the compiled functions as they are: jnp.asarray on a NumPy array is an
+    # op of its own (compiled per shape), a cost the CLI's cold start pays for each.
+    return pad_observations(x, y, bucket_size(x.shape[0], minimum=OBS_BUCKET_MIN))
 
 
 def _single(acquisition: Acquisition) -> Acquisition:
@@ -179,7 +181,7 @@ def posterior(model: GPModel, params: GPParams, x_obs, y_obs, xq) -> tuple[np.nd
     """Posterior mean and standard deviation of f at xq: [m, d] given observations x_obs: [n, d],
     y_obs: [n] -> ([m], [m])."""
     x, y = _observations(x_obs, y_obs, np.shape(xq)[-1])
-    ((mean, std),) = _call(_posterior, model, params, *_padded(x, y), jnp.asarray(xq, dtype=jnp.float64))
+    ((mean, std),) = _call(_posterior, model, params, *_padded(x, y), np.asarray(xq, dtype=np.float64))
     return np.asarray(mean), np.asarray(std)
 
 
@@ -214,7 +216,7 @@ def score_candidates(
     step = x.shape[0] if step is None else int(step)
     padded = _padded(x, y)
     if acquisition.name == "ts":
-        (values,) = _call(_finite_thompson, model, params, *padded, jnp.asarray(candidates), _key(key))
+        (values,) = _call(_finite_thompson, model, params, *padded, candidates, _key(key))
     else:
         beta = _beta(acquisition, step, num_candidates=candidates.shape[0])
         (values,) = _call(
@@ -223,7 +225,7 @@ def score_candidates(
             _CODES[acquisition.name],
             params,
             *padded,
-            jnp.asarray(candidates),
+            candidates,
             beta,
             acquisition.zeta,
             failure=failure,
@@ -294,8 +296,8 @@ def nominate_finite(
         raise AllObservedError(f"all {observed.size} candidates have been observed; add candidates or stop")
     x, y = _observations(x_obs, y_obs, candidates.shape[1])
     step = x.shape[0] if step is None else int(step)
-    codes = jnp.asarray([_CODES[m.name] for m in members])
-    betas = jnp.asarray([_beta(m, step, num_candidates=candidates.shape[0]) for m in members])
+    codes = np.asarray([_CODES[m.name] for m in members])
+    betas = np.asarray([_beta(m, step, num_candidates=candidates.shape[0]) for m in members], dtype=np.float64)
     # The members share zeta (one Acquisition's settings); PI is the only one that reads it.
     (values,) = _call(
         _finite_portfolio,
@@ -303,7 +305,7 @@ def nominate_finite(
         codes,
         params,
         *_padded(x, y),
-        jnp.asarray(candidates),
+        candidates,
         betas,
         members[0].zeta,
     )
@@ -325,7 +327,9 @@ def _box_acq_fn(model: GPModel) -> Callable:
     return fn
 
 
-@functools.partial(jax.jit, static_argnames=("model", "dim", "num_sweep", "num_starts", "steps", "adaptive"))
+# The box programs are the bulk of a warm-cache `metabo suggest`: their executables are kept
+# across processes (metabo.aot), so a new process neither traces nor lowers them.
+@persistent_jit(static_argnames=("model", "dim", "num_sweep", "num_starts", "steps", "adaptive"))
 def _box_core(
     model,
     dim,
@@ -357,7 +361,7 @@ def _box_core(
     return result, args, state.jitter, _ok(state)
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
+@persistent_jit(static_argnames=("model",))
 def _box_rescore(model, args, xq):
     return _box_acq_fn(model)(xq, args)
 
@@ -449,7 +453,7 @@ def suggest_box(
     points = np.asarray(result.x)
     if round_fn is not None:
         points = np.asarray(round_fn(points))
-        values = np.asarray(_box_rescore(model, args, jnp.asarray(points)))
+        values = np.asarray(_box_rescore(model, args, points))
     else:
         values = np.asarray(result.value)
     values = np.where(np.isnan(values), -np.inf, values)
