@@ -20,6 +20,11 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # `make test` runs two pytest processes on CI's two cores: one host LAPACK thread each, as
 # metabo's own worker processes get (tests that need more threads set it themselves).
 os.environ.setdefault("METABO_LAPACK_THREADS", "1")
+# And one BLAS thread each (set before NumPy and SciPy load OpenBLAS), as metabo's worker processes
+# get (metabo.runtime.one_blas_thread_env): two processes on two cores, each with a spinning
+# OpenBLAS thread per core, made a jitted LAPACK NLL step of 24 x 48 points 100x dearer in CPU.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 
 import pytest  # noqa: E402
 

@@ -156,9 +156,12 @@ def test_blas_thread_limit_is_scoped():
 
     import scipy.linalg.lapack  # noqa: F401  (SciPy's BLAS loaded, as during a fit)
 
-    before = blas_threads()
-    with blas_thread_limit(1):
-        assert blas_threads() and all(n == 1 for n in blas_threads())
-    assert blas_threads() == before  # restored
-    with blas_thread_limit(None):
-        assert blas_threads() == before
+    # Two threads to start from: the tests' environment gives BLAS one (conftest).
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        assert all(n == 2 for n in before)
+        with blas_thread_limit(1):
+            assert blas_threads() and all(n == 1 for n in blas_threads())
+        assert blas_threads() == before  # restored
+        with blas_thread_limit(None):
+            assert blas_threads() == before
