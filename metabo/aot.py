@@ -16,8 +16,8 @@ directory, under a key computed from the arguments without tracing:
 
 A later process loads the executable and calls it directly. Without a cache directory (or with
 ``METABO_AOT=0``), under ``jax.disable_jit``, and when called from inside a trace, the function
-is plain ``jax.jit``. A program that cannot be serialized runs through ``jax.jit`` every time;
-an entry that fails to load is rebuilt; entries are written to a temporary file and renamed,
+is plain ``jax.jit``. A program that cannot be serialized is compiled once per process, as
+``jax.jit`` would, and not kept; an entry that fails to load is rebuilt; entries are written to a temporary file and renamed,
 so concurrent processes never read half of one. Loading runs code from the cache directory, as
 JAX's own cache does: it must be writable by the user only.
 
@@ -44,7 +44,6 @@ from pathlib import Path
 FOLDER = "metabo-aot"
 # Set to "0" to trace and look up JAX's cache in every process, as plain jax.jit does.
 ENV = "METABO_AOT"
-_UNSERIALIZABLE = object()  # marks a program that runs through jax.jit
 
 
 def persistent_jit(fn=None, *, static_argnames=()):
@@ -81,7 +80,8 @@ class Persistent:
         from jax._src import config as jax_config
 
         static, dynamic_args, dynamic_kwargs = {}, [], {}
-        for name, value in zip(self._parameters, args):
+        # Positional arguments fill the first parameters; the rest come by keyword or default.
+        for name, value in zip(self._parameters, args, strict=False):
             if name in self._static:
                 static[name] = value
             else:
@@ -102,8 +102,6 @@ class Persistent:
                 if compiled is None:
                     compiled = self._load_or_compile(directory, key, args, kwargs)
                     self._loaded[key] = compiled
-        if compiled is _UNSERIALIZABLE:
-            return self.jitted(*args, **kwargs)
         return compiled(*dynamic_args, **dynamic_kwargs)
 
     def _load_or_compile(self, directory: str, key, args, kwargs):
@@ -130,7 +128,9 @@ class Persistent:
         try:
             entry = pickle.dumps(serialize_executable.serialize(compiled))
         except Exception:  # noqa: BLE001 - host callbacks, closed-over constants, ...
-            return _UNSERIALIZABLE
+            # Not kept across processes; this process runs the executable it just compiled
+            # (calling jax.jit instead would compile the program a second time).
+            return compiled
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")

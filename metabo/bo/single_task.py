@@ -21,7 +21,6 @@ bucket (16, 32, 64, ...; ``metabo.gp.padding``) instead of once per size.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metabo.aot import persistent_jit
 from metabo.gp.model import GPModel, GPParams, inverse_softplus
 from metabo.gp.padding import bucket_size, pad_observations
 from metabo.gp.posterior import negative_log_likelihood
@@ -169,7 +169,9 @@ def _project(params: GPParams, raw_bounds) -> GPParams:
     )
 
 
-@functools.partial(jax.jit, static_argnames=("model", "dim", "restarts"))
+# persistent_jit: the CLI's later processes load these executables instead of tracing them
+# (the warm-cache `metabo suggest` without a prior spent ~0.9 s tracing the fit).
+@persistent_jit(static_argnames=("model", "dim", "restarts"))
 def _initial_params(model: GPModel, key, dim: int, restarts: int, raw_bounds) -> GPParams:
     """[restarts]-batched raw parameters: one fixed start, the rest random."""
     keys = jax.random.split(key, restarts)
@@ -221,7 +223,7 @@ def _unrow(row, template: GPParams):
     return jax.tree.unflatten(structure, out)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "prior"))
+@persistent_jit(static_argnames=("model", "prior"))
 def _losses_and_grad(model, prior, flat, template, x, y, mask):
     """flat: [r * p] (``_rows`` raveled) -> each restart's per-point loss [r] (NLL plus the
     prior's term) and the gradient [r * p] of their sum (a non-finite loss counts
@@ -266,12 +268,13 @@ def _lbfgs(model, starts: GPParams, raw_bounds, x_pad, y_pad, mask, steps: int, 
     standardized units)."""
     from scipy.optimize import minimize
 
-    x_pad, y_pad, mask = jnp.asarray(x_pad), jnp.asarray(y_pad), jnp.asarray(mask)
+    # NumPy arrays go straight in: each jnp.asarray of one would be a small program of its own.
+    x_pad, y_pad, mask = np.asarray(x_pad), np.asarray(y_pad), np.asarray(mask)
     start = _rows(starts)
     best, best_loss = start.copy(), np.full(start.shape[0], np.inf)
 
     def value_and_grad(flat):
-        losses, grad = _losses_and_grad(model, prior, jnp.asarray(flat), starts, x_pad, y_pad, mask)
+        losses, grad = _losses_and_grad(model, prior, np.asarray(flat, dtype=np.float64), starts, x_pad, y_pad, mask)
         losses = np.asarray(losses)
         finite = np.isfinite(losses)
         # Keep each restart's best iterate: the joint line search may trade one against another.
@@ -290,10 +293,10 @@ def _lbfgs(model, starts: GPParams, raw_bounds, x_pad, y_pad, mask, steps: int, 
     )
     # With every loss non-finite, the fixed first start (its row is unchanged in ``best``).
     winner = int(np.argmin(best_loss)) if np.isfinite(best_loss).any() else 0
-    return jax.tree.map(jnp.asarray, _unrow(best[winner], starts))
+    return _unrow(best[winner], starts)
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
+@persistent_jit(static_argnames=("model",))
 def unstandardize(model: GPModel, params: GPParams, offset, scale) -> GPParams:
     """Parameters fitted to (y - offset) / scale -> parameters for y itself (compiled: one call
     instead of a dozen eager operations)."""
