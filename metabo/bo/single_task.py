@@ -32,6 +32,7 @@ from metabo.aot import persistent_jit
 from metabo.gp.model import GPModel, GPParams, inverse_softplus
 from metabo.gp.padding import bucket_size, pad_observations
 from metabo.gp.posterior import negative_log_likelihood
+from metabo.precision import float64
 
 DEFAULT_MODEL = GPModel(mean="constant", kernel="matern52")
 
@@ -88,6 +89,7 @@ def standardization(y, model: GPModel = DEFAULT_MODEL) -> tuple[float, float]:
     return offset, scale
 
 
+@float64  # a public entry point of GP work: float64 whatever the caller's JAX setting
 def fit_single_task(
     x,
     y,

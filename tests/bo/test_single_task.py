@@ -203,3 +203,13 @@ def test_fit_is_a_local_optimum_of_an_independent_objective(prior):
     for shift in (-0.02, 0.02):
         assert numpy_objective(x, y, theta["lengthscale"], theta["signal"], theta["noise"], constant + shift, prior) >= base - 1e-6
 
+
+
+def test_the_fit_computes_in_float64_whatever_the_callers_setting():
+    x, y, _ = gp_draw(12, seed=3)
+    with jax.enable_x64(False):  # a caller that never switched x64 on
+        params = fit_single_task(x, y, jax.random.PRNGKey(0))
+    assert {np.asarray(leaf).dtype for leaf in jax.tree.leaves(params)} == {np.dtype(np.float64)}
+    np.testing.assert_allclose(
+        float(nll(params, x, y)), float(nll(fit_single_task(x, y, jax.random.PRNGKey(0)), x, y)), rtol=1e-9
+    )
