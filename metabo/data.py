@@ -2,8 +2,9 @@
 
 A tuning log is a long table, one row per trial: ``task`` (string), one column per parameter
 (user units), the objective column (float, may be NaN) and an optional ``status``
-(``ok | diverged | failed | pruned``; ``pruned``: stopped early by a stopping rule). Everything downstream works on *scores* (maximized, see
-``Objective.to_score``) on the unit cube.
+(``ok | diverged | failed | pruned``; ``pruned``: stopped early by a stopping rule).
+Everything downstream works on *scores* (maximized, see ``Objective.to_score``) on the unit
+cube.
 
 Failure policy (``failures=``) for trials that did not produce a usable value (status diverged,
 failed or pruned, or a NaN objective):

@@ -329,7 +329,9 @@ def main(argv=None) -> int:
     if "e" in args.sections:
         results["e"] = heldout_section(quick)
 
-    results["environment"] = {
+    # The header describes the run of (a)-(c); (d) and (e) carry their own date and load.
+    environment = results.get("environment") if "abc" not in args.sections else None
+    results["environment"] = environment or {
         "metabo": __version__,
         "jax": jax.__version__,
         "numpy": np.__version__,

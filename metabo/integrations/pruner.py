@@ -80,3 +80,6 @@ class CurvePruner(BasePruner):
             with np.errstate(all="ignore"):
                 unit = self.space.to_unit(row[None])[0]
         return self.watch.should_stop(prefix, unit, others, finals)
+
+
+__all__ = ["CurvePruner"]
