@@ -125,6 +125,11 @@ class Curves:
     def tasks(self) -> list[str]:
         return list(dict.fromkeys(self.trials[TASK_COLUMN]))
 
+    def where(self, keep) -> Curves:
+        """The trials where ``keep`` (a boolean mask over ``trials``) holds, with their points."""
+        trials = self.trials[np.asarray(keep, dtype=bool)]
+        return Curves(self.points[self.points[TRIAL_COLUMN].isin(trials[TRIAL_COLUMN])], trials, self.space)
+
     def save(self, path: str | os.PathLike) -> None:
         """``points`` to ``path`` and ``trials`` next to it (``TRIALS_SUFFIX``), Parquet + zstd."""
         points = self.points.astype({VALUE_COLUMN: np.float32, STEP_COLUMN: np.int64, TRIAL_COLUMN: np.int64})

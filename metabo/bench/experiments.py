@@ -21,6 +21,15 @@ import numpy as np
 import pandas as pd
 
 from metabo.bench.runner import BenchmarkConfig, BenchmarkError, BenchmarkResult, run_benchmark
+from metabo.bench.stopping import (
+    COST_PLOT,
+    COST_TABLE,
+    CostExperiment,
+    cost_benchmark,
+    cost_markdown,
+    read_cost_rows,
+    write_cost_outputs,
+)
 from metabo.data import TuningLog, read_log
 from metabo.io import atomic_write_text
 from metabo.space import load_space
@@ -167,7 +176,40 @@ def load_experiment_log(config: ExperimentConfig, data_dir: str | os.PathLike) -
         frame = frame[frame[PART_COLUMN] == config.part]
         if frame.empty:
             raise BenchmarkError(f"experiment {config.name!r}: no rows with {PART_COLUMN} == {config.part!r}")
-    return read_log(frame.reset_index(drop=True), load_space(space_path), duplicates=config.duplicates)
+    return read_log(frame.reset_index(drop=True), load_space(space_path), duplicates=getattr(config, "duplicates", "mean"))
+
+
+def run_cost_experiment(config: CostExperiment, out: str | os.PathLike, data_dir: str | os.PathLike, notify=None) -> pd.DataFrame:
+    """Run one cost-aware comparison into ``out`` (``write_cost_outputs``); a folder that already
+    holds its rows is reused (reruns resume)."""
+    from metabo.curves import Curves
+
+    rows = read_cost_rows(out)
+    if rows is None:
+        log = load_experiment_log(config, data_dir)
+        curves_path = Path(config.curves) if Path(config.curves).is_absolute() else Path(data_dir) / config.curves
+        if not curves_path.exists():
+            raise BenchmarkError(f"experiment {config.name!r}: curves file {os.fspath(curves_path)!r} not found")
+        curves = Curves.load(curves_path, log.space)
+        if config.part != "all":
+            curves = curves.where(curves.trials[PART_COLUMN] == config.part)
+        rows = cost_benchmark(
+            log, curves, config.targets, methods=config.methods, rules=config.rules, budget=config.budget,
+            seeds=config.seeds, p_min=config.p_min, method_options=config.method_options,
+            progress=(lambda line: notify(f"[{config.name}] {line}")) if notify is not None else None,
+        )
+    write_cost_outputs(rows, out, f"# {config.name}: regret against training cost\n\n{cost_preamble(config.data, config.part)}")
+    return rows
+
+
+def cost_preamble(data: str, part: str) -> str:
+    """What the cost table measures, for its file's head."""
+    return (
+        f"Data `{data}` ({part}), leave-one-task-out: the prior and the curve model pre-trained on the other tasks. "
+        "Cost in full training runs; regret: normalized, of the best run trained to completion within the cost; "
+        "mean over targets (a target's seeds averaged first). Reach: per target, the cost at which the rule's regret "
+        "first is at most hyperbo-without-stopping's final regret on that target."
+    )
 
 
 def load_config_sets(path: str | os.PathLike | None = None) -> dict[str, tuple[ExperimentConfig, ...]]:
@@ -184,8 +226,8 @@ def load_config_sets(path: str | os.PathLike | None = None) -> dict[str, tuple[E
         if configs is None:
             raise BenchmarkError(f"{os.fspath(path)!r} defines no {name} experiment set")
         configs = tuple(configs)
-        if not configs or not all(isinstance(c, ExperimentConfig) for c in configs):
-            raise BenchmarkError(f"{os.fspath(path)!r}: {name} must be a non-empty sequence of ExperimentConfig")
+        if not configs or not all(isinstance(c, (ExperimentConfig, CostExperiment)) for c in configs):
+            raise BenchmarkError(f"{os.fspath(path)!r}: {name} must be a non-empty sequence of ExperimentConfig or CostExperiment")
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             raise BenchmarkError(f"{os.fspath(path)!r}: {name} has repeated experiment names {names}")
@@ -207,6 +249,9 @@ def run_experiments(
 ) -> dict[str, BenchmarkResult]:
     """Run each experiment into ``out/<name>/`` (resumable), then write the combined tables.
 
+    A ``CostExperiment`` runs the cost-aware early-stopping comparison (``run_cost_experiment``);
+    ``on_result`` then gets its rows instead of a ``BenchmarkResult``.
+
     Writes ``out/efficiency.md`` (every experiment's efficiency table) and ``out/reproduce.json``
     (name -> speedup, min_speedup, budget, failures, summary path). ``on_result(config, result)``
     is called after each experiment; ``notify`` is passed to ``run_benchmark``.
@@ -216,7 +261,13 @@ def run_experiments(
     out = Path(out)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     results: dict[str, BenchmarkResult] = {}
+    costs: dict[str, pd.DataFrame] = {}
     for config in configs:
+        if isinstance(config, CostExperiment):
+            costs[config.name] = run_cost_experiment(config, out / config.name, data_dir, notify=notify)
+            if on_result is not None:
+                on_result(config, costs[config.name])
+            continue
         log = load_experiment_log(config, data_dir)
         result = run_benchmark(
             log,
@@ -236,6 +287,17 @@ def run_experiments(
     sections = ["# Efficiency of pre-training", ""]
     index = {}
     for config in configs:
+        if isinstance(config, CostExperiment):
+            sections += [
+                f"## {config.name}",
+                "",
+                f"data `{config.data}` ({config.part}), regret against training cost (early stopping); "
+                f"plot: [{config.name}/{COST_PLOT}]({config.name}/{COST_PLOT})",
+                "",
+                cost_markdown(costs[config.name]),
+            ]
+            index[config.name] = {"data": config.data, "part": config.part, "budget": config.budget, "cost_table": f"{config.name}/{COST_TABLE}"}
+            continue
         summary = results[config.name].summary
         sections += [
             f"## {config.name}",
@@ -269,7 +331,10 @@ def run_experiments(
 
 
 __all__ = [
+    "CostExperiment",
     "ExperimentConfig",
+    "cost_preamble",
+    "run_cost_experiment",
     "PARTS",
     "select_tasks",
     "load_experiment_log",

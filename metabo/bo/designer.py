@@ -299,10 +299,12 @@ class Designer:
         allows: a degenerate prior (e.g. pre-trained on one point) then ignores the data."""
         if getattr(self, "_warned", False) or len(y) < 3:
             return
+        from metabo.bo.engine import prior_mean
+
         model, params = self.prior.model, self.prior.params
         hyper = model.hyper(params)
         allowed = float(hyper.signal) + float(hyper.noise)
-        spread = float(np.mean((y - np.asarray(model.mean_fn(params, x))) ** 2))
+        spread = float(np.mean((y - prior_mean(model, params, x)) ** 2))
         if spread > 100.0 * allowed:
             import warnings
 

@@ -143,6 +143,11 @@ def _posterior(model, params, x, y, mask, xq, adaptive):
     return (mean, jnp.sqrt(jnp.maximum(var, 0.0))), state.jitter, _ok(state)
 
 
+@functools.partial(jax.jit, static_argnames=("model",))
+def _prior_mean(model, params, x):
+    return model.mean_fn(params, x)
+
+
 # ---- helpers ------------------------------------------------------------------------------
 def _observations(x_obs, y_obs, dim: int | None = None):
     x = np.asarray(x_obs, dtype=np.float64)
@@ -183,6 +188,16 @@ def posterior(model: GPModel, params: GPParams, x_obs, y_obs, xq) -> tuple[np.nd
     x, y = _observations(x_obs, y_obs, np.shape(xq)[-1])
     ((mean, std),) = _call(_posterior, model, params, *_padded(x, y), np.asarray(xq, dtype=np.float64))
     return np.asarray(mean), np.asarray(std)
+
+
+def prior_mean(model: GPModel, params: GPParams, x) -> np.ndarray:
+    """The prior mean at x: [n, d] -> [n], padded to the observations' size buckets so that a
+    growing history compiles it once per bucket (called eagerly, each of its operations would
+    compile anew for every n)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x.reshape(-1, x.shape[-1]) if x.size else x.reshape(0, x.shape[-1] if x.ndim == 2 else 0)
+    padded, _, _ = pad_observations(x, np.zeros(len(x)), bucket_size(len(x), minimum=OBS_BUCKET_MIN))
+    return np.asarray(_prior_mean(model, params, padded))[: len(x)]
 
 
 def posterior_mean(model: GPModel, params: GPParams, x_obs, y_obs, xq) -> np.ndarray:
@@ -483,6 +498,7 @@ __all__ = [
     "AllObservedError",
     "posterior",
     "posterior_mean",
+    "prior_mean",
     "score_candidates",
     "suggest_finite",
     "nominate_finite",

@@ -20,9 +20,10 @@ def run(args) -> int:
     import os
     import sys
 
-    from metabo.bench.experiments import load_config_sets, run_experiments
+    from metabo.bench.experiments import ExperimentConfig, load_config_sets, run_experiments
     from metabo.bench.report import efficiency_markdown, plural
     from metabo.bench.runner import BenchmarkError
+    from metabo.bench.stopping import CostExperiment, cost_markdown
     from metabo.commands.common import UserError
 
     out = args.out or ("runs/reproduce-quick" if args.quick else "runs/reproduce")
@@ -38,11 +39,19 @@ def run(args) -> int:
         if args.imports:
             from dataclasses import replace
 
-            configs = tuple(replace(c, imports=tuple(c.imports) + tuple(args.imports)) for c in configs)
+            configs = tuple(
+                replace(c, imports=tuple(c.imports) + tuple(args.imports)) if isinstance(c, ExperimentConfig) else c
+                for c in configs
+            )
         failures = 0
 
         def show(config, result) -> None:
             nonlocal failures
+            if isinstance(config, CostExperiment):
+                print(f"## {config.name}: {config.data} ({config.part}), regret against training cost")
+                print()
+                print(cost_markdown(result))
+                return
             failures += len(result.failures)
             summary = result.summary
             print(f"## {config.name}: {config.data} ({config.part}), {plural(len(summary['tasks']), 'task')} x {plural(summary['seeds'], 'seed')}, budget {summary['budget']}")

@@ -165,8 +165,7 @@ def probability_above(model: CurveModel, prefix, unit, fraction: float, threshol
 
 def task_subset(curves: Curves, tasks) -> Curves:
     """The curves of ``tasks`` only."""
-    trials = curves.trials[curves.trials["task"].isin(list(tasks))]
-    return Curves(curves.points[curves.points[TRIAL_COLUMN].isin(trials[TRIAL_COLUMN])], trials, curves.space)
+    return curves.where(curves.trials["task"].isin(list(tasks)))
 
 
 def cross_task_coverage(curves: Curves, kind: str = "regression", folds: int = 2) -> list[dict]:

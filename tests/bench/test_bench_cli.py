@@ -158,13 +158,21 @@ def test_the_repository_configs_load():
 def test_the_pd1_scale_configs_load_and_find_their_data():
     from metabo.bench.experiments import data_files
 
+    from metabo.bench.stopping import CostExperiment
+
     sets = load_config_sets(repo_root() / "experiments" / "configs_scale.py")
     for name in ("QUICK", "FULL"):
         assert {c.part for c in sets[name]} == {"matched", "unmatched"}
         for config in sets[name]:
             log_path, space_path = data_files(config.data, repo_root() / "data")
-            assert log_path.exists() and space_path.exists() and config.seeds == 1
-    assert all(c.tasks_limit == 2 for c in sets["QUICK"]) and all(c.tasks_limit == 8 for c in sets["FULL"])
+            assert log_path.exists() and space_path.exists()
+            if isinstance(config, CostExperiment):  # the early-stopping comparison: its curves are bundled
+                assert (repo_root() / "data" / config.curves).exists() and config.targets != ()
+            else:
+                assert config.seeds == 1
+    bo = {name: [c for c in sets[name] if not isinstance(c, CostExperiment)] for name in sets}
+    assert all(c.tasks_limit == 2 for c in bo["QUICK"]) and all(c.tasks_limit == 8 for c in bo["FULL"])
+    assert [type(c).__name__ for c in sets["FULL"]].count("CostExperiment") == 1
 
 
 def test_exclude_methods_leaves_methods_out(gp_log):

@@ -62,3 +62,31 @@ def test_regret_by_cost_counts_only_complete_runs():
     np.testing.assert_allclose(regret, [1.0, (1.0 - 0.5) / 0.95, (1.0 - 0.5) / 0.95, 0.0])
     assert cost_to_reach(regret, grid, 0.0) == 2.0
     assert cost_to_reach(regret, grid, -1.0) == float("inf")
+
+
+def test_cost_summary_reach_is_per_target_against_the_reference():
+    import pandas as pd
+
+    from metabo.bench.stopping import cost_markdown, cost_summary
+
+    # Regret at costs 1..4. Reference (hyperbo, none) ends at 0.2 on target a and 0.0 on b; the
+    # median rule reaches 0.2 on a at cost 2 and 0.0 on b at cost 4; ASHA never reaches b's 0.
+    def row(target, rule, regret):
+        return {"target": target, "method": "hyperbo", "rule": rule, "seed": 0, "trials": 4, "stopped": 0,
+                **{f"r{c + 1}": v for c, v in enumerate(regret)}}
+
+    rows = pd.DataFrame([
+        row("a", "none", [1.0, 0.5, 0.3, 0.2]),
+        row("b", "none", [1.0, 0.4, 0.1, 0.0]),
+        row("a", "median", [0.6, 0.2, 0.2, 0.1]),
+        row("b", "median", [0.5, 0.3, 0.1, 0.0]),
+        row("a", "asha", [0.2, 0.2, 0.2, 0.2]),
+        row("b", "asha", [0.5, 0.3, 0.1, 0.1]),
+    ])
+    summary = cost_summary(rows)
+    np.testing.assert_allclose(summary.loc[("hyperbo", "none"), ["r1", "r4"]].to_numpy(float), [1.0, 0.1])
+    assert summary.loc[("hyperbo", "none"), "reach_median"] == 4.0  # its own finals: at cost 4 on both
+    assert summary.loc[("hyperbo", "median"), "reach_median"] == 3.0  # a at 2, b at 4
+    assert summary.loc[("hyperbo", "median"), "reach_half"] == 0.5  # within cost 2: a only
+    assert summary.loc[("hyperbo", "asha"), "reach_median"] == float("inf")  # a at 1, b never
+    assert "not within the budget" in cost_markdown(rows)

@@ -213,3 +213,17 @@ def test_extreme_hyperparameters_and_near_duplicates_never_give_nan_suggestions(
         point = engine.suggest_box(model, params, x, y, jax.random.PRNGKey(1), acquisition=acquisition, steps=20, num_starts=4)
     assert not np.isnan(scores).any() and 0 <= index < M and scores[index] == np.max(scores)
     assert point.shape == (DIM,) and np.all(np.isfinite(point)) and np.all((point >= 0) & (point <= 1))
+
+
+def test_prior_mean_matches_the_model_and_compiles_once_per_bucket():
+    from metabo.gp.model import GPModel
+
+    model = GPModel(mean="mlp", kernel="matern52")
+    params = model.init(jax.random.PRNGKey(3), DIM)
+    x, _, _ = data(70, seed=5)
+    np.testing.assert_allclose(engine.prior_mean(model, params, x[:5]), np.asarray(model.mean_fn(params, jnp.asarray(x[:5]))), rtol=1e-12, atol=1e-12)
+    size = engine._prior_mean._cache_size()
+    for n in range(6, 40):  # the same bucket as 5 rows: nothing new to compile
+        np.testing.assert_allclose(engine.prior_mean(model, params, x[:n]), np.asarray(model.mean_fn(params, jnp.asarray(x[:n]))), rtol=1e-12, atol=1e-12)
+    assert engine._prior_mean._cache_size() == size
+    assert engine.prior_mean(model, params, x[:70]).shape == (70,)
