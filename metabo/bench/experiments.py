@@ -202,13 +202,13 @@ def run_cost_experiment(config: CostExperiment, out: str | os.PathLike, data_dir
     return rows
 
 
-def cost_preamble(data: str, part: str) -> str:
+def cost_preamble(data: str, part: str, reference: str = "hyperbo") -> str:
     """What the cost table measures, for its file's head."""
     return (
         f"Data `{data}` ({part}), leave-one-task-out: the prior and the curve model pre-trained on the other tasks. "
         "Cost in full training runs; regret: normalized, of the best run trained to completion within the cost; "
         "mean over targets (a target's seeds averaged first). Reach: per target, the cost at which the rule's regret "
-        "first is at most hyperbo-without-stopping's final regret on that target."
+        f"first is at most {reference}-without-stopping's final regret on that target."
     )
 
 

@@ -305,9 +305,10 @@ COST_ROWS = "rows.csv"
 COST_PLOT = "cost.png"
 
 
-def write_cost_outputs(rows: pd.DataFrame, out, preamble: str) -> str:
-    """Write ``rows`` (rows.csv), the table under ``preamble`` (table.md) and the plot (cost.png)
-    into the folder ``out``; returns the table."""
+def write_cost_outputs(rows: pd.DataFrame, out, preamble: str, reference: str = "hyperbo") -> str:
+    """Write ``rows`` (rows.csv), the table under ``preamble`` (table.md; reach measured against
+    ``reference`` without stopping) and the plot (cost.png) into the folder ``out``; returns the
+    table."""
     from pathlib import Path
 
     from metabo.io import atomic_write_text
@@ -315,7 +316,7 @@ def write_cost_outputs(rows: pd.DataFrame, out, preamble: str) -> str:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / COST_ROWS, rows.to_csv(index=False))
-    table = cost_markdown(rows)
+    table = cost_markdown(rows, (reference, "none"))
     atomic_write_text(out / COST_TABLE, f"{preamble.rstrip()}\n\n{table}")
     plot_cost(rows, out / COST_PLOT)
     return table

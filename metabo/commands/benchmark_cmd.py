@@ -109,6 +109,15 @@ def add_arguments(parser) -> None:
         metavar="METHOD.KEY=VALUE",
         help="an option for one method (VALUE is parsed as JSON when it can be), e.g. hyperbo.steps=200; repeatable",
     )
+    parser.add_argument(
+        "--curves",
+        default=None,
+        metavar="PATH",
+        help="learning curves of the log's trials (a Curves file: metabo import ... --curves, or Curves.save): adds the "
+        "cost view, regret against training cost for the reference method and random search under each stopping rule "
+        "(none, median, ASHA, the curve model pre-trained on the other tasks), written to OUT/cost/",
+    )
+    parser.add_argument("--cost-budget", type=float, default=50.0, help="training runs each cost-view search may spend (default: 50)")
     parser.add_argument("--out", default="runs/benchmark", help="output directory; rerunning into it resumes (default: runs/benchmark)")
     add_common_run_arguments(parser)
 
@@ -212,7 +221,44 @@ def run(args) -> int:
     print()
     print(efficiency_markdown(summary))
     print(f"report: {os.path.join(args.out, 'report.md')}  summary: {os.path.join(args.out, 'summary.json')}")
+    if args.curves is not None:
+        print()
+        print(cost_view(args, log, summary["tasks"], reference or "hyperbo", options))
     if result.failures:
         print(f"{plural(len(result.failures), 'unit')} failed (rerun to retry); first: {result.failures[0].error}")
         return 1
     return 0
+
+
+def cost_view(args, log, tasks, reference: str, options) -> str:
+    """Regret against training cost on the log's curves (``metabo.bench.stopping``), into
+    OUT/cost/; returns the table."""
+    import os
+    import sys
+
+    from metabo.bench.experiments import cost_preamble
+    from metabo.bench.stopping import cost_benchmark, read_cost_rows, write_cost_outputs
+    from metabo.commands.common import UserError
+    from metabo.curves import CurveError, Curves
+
+    out = os.path.join(args.out, "cost")
+    rows = read_cost_rows(out)
+    if rows is None:
+        if not os.path.exists(args.curves):
+            raise UserError(f"--curves: file {args.curves!r} does not exist")
+        try:
+            curves = Curves.load(args.curves, log.space)
+        except (CurveError, OSError, KeyError, ValueError) as err:
+            raise UserError(f"--curves {args.curves}: {err}") from err
+        targets = [t for t in tasks if t in set(curves.tasks)]
+        if not targets:
+            raise UserError(f"--curves {args.curves}: no curves for the benchmark's target tasks {list(tasks)[:5]}")
+        try:
+            rows = cost_benchmark(
+                log, curves, targets, methods=tuple(dict.fromkeys((reference, "random"))), budget=args.cost_budget, seeds=args.seeds,
+                seed=args.seed, method_options=options, progress=lambda line: print(line, file=sys.stderr, flush=True),
+            )
+        except ValueError as err:
+            raise UserError(f"--curves {args.curves}: {err}") from err
+    table = write_cost_outputs(rows, out, f"# Regret against training cost\n\n{cost_preamble(args.log, 'all', reference)}", reference)
+    return f"{table}cost view: {os.path.join(out, 'table.md')}  plot: {os.path.join(out, 'cost.png')}"

@@ -180,3 +180,40 @@ def test_exclude_methods_leaves_methods_out(gp_log):
     assert config.benchmark_config(gp_log).methods == ("gp-oracle",)
     with pytest.raises(BenchmarkError, match="exclude_methods names \\['nope'\\]"):
         ExperimentConfig(name="u", methods=("random",), exclude_methods=("nope",), reference=None).benchmark_config(gp_log)
+
+
+def test_benchmark_with_curves_adds_the_cost_view(tmp_path, capsys):
+    import pandas as pd
+
+    from metabo.curves import Curves
+    from metabo.space import load_space
+
+    # Three pd1_scale tasks, 60 matched configurations each, with their recorded curves.
+    data = repo_root() / "data" / "pd1_scale"
+    space_path = data / "pd1_scale_space.json"
+    tasks = ["digits-mlp_small-bs32", "hastie-mlp_small-bs32", "synth-mlp_small-bs32"]
+    frame = pd.read_parquet(data / "pd1_scale.parquet")
+    frame = frame[frame["task"].isin(tasks) & (frame["part"] == "matched") & (frame["config_index"] < 60)]
+    log_path = tmp_path / "log.parquet"
+    frame.to_parquet(log_path)
+    curves = Curves.load(data / "pd1_scale_curves.parquet", load_space(space_path))
+    trials = curves.trials
+    curves = curves.where(trials["task"].isin(tasks) & (trials["part"] == "matched") & (trials["config_index"] < 60))
+    curves.save(tmp_path / "curves.parquet")
+    out = tmp_path / "bench"
+    argv = [
+        "benchmark", str(log_path), "--space", str(space_path), "--methods", "random", "--reference", "random",
+        "--budget", "5", "--seeds", "2", "--workers", "1", "--curves", str(tmp_path / "curves.parquet"),
+        "--cost-budget", "6", "--out", str(out),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    rows = pd.read_csv(out / "cost" / "rows.csv")
+    # Every target x rule x seed replayed; a search without stopping spends one run per trial.
+    assert sorted(rows["target"].unique()) == tasks and set(rows["rule"]) == {"none", "median", "asha", "curve"}
+    assert len(rows) == 3 * 4 * 2
+    assert (rows.loc[rows["rule"] == "none", "trials"] == 6).all() and (rows.loc[rows["rule"] == "none", "stopped"] == 0).all()
+    assert ((rows[[f"r{c}" for c in range(1, 7)]].diff(axis=1).iloc[:, 1:] <= 1e-12).all().all())  # regret never rises
+    assert "| random | none |" in printed and (out / "cost" / "cost.png").exists()
+    # A rerun reuses the rows (nothing replayed again).
+    assert main(argv) == 0 and pd.read_csv(out / "cost" / "rows.csv").equals(rows)
