@@ -157,7 +157,6 @@ def test_the_repository_configs_load():
 
 def test_the_pd1_scale_configs_load_and_find_their_data():
     from metabo.bench.experiments import data_files
-
     from metabo.bench.stopping import CostExperiment
 
     sets = load_config_sets(repo_root() / "experiments" / "configs_scale.py")
