@@ -7,6 +7,7 @@
   {name}_summary.json             per-task counts, diverged shares, errors, timing, command
   pd1/pd1_matched_phase0_results.jsonl.gz    PD1 schema, with curves
   pd1/pd1_unmatched_phase0_results.jsonl.gz
+  {name}_curves.parquet (+ .trials.parquet)  the validation curves as ``metabo.curves.Curves``
   README.md                       the data card, rendered from the summary
 """
 
@@ -62,6 +63,7 @@ def write_bundle(
 
     ``saturation``: the data set's saturation checks per part
     (``metabo.bench.saturation.part_saturation``), shown on the card when given."""
+    from metabo.curves import curves_from_lists, trials_path
     from metabo.data import read_log, write_frame
     from metabo.datasets.pd1 import write_pd1_jsonl
     from metabo.version import __version__
@@ -84,6 +86,9 @@ def write_bundle(
             path = data_dir / "pd1" / f"pd1_{part}_phase0_results.jsonl.gz"
             write_pd1_jsonl(rows, path, max_curve_points=max_curve_points)
             written.append(path)
+    path = data_dir / f"{name}_curves.parquet"
+    curves_from_lists(frame, space).save(path)  # every evaluation, for the cost-aware comparison
+    written += [path, Path(trials_path(path))]
 
     runs = read_runs(out_dir)  # every call that trained shards of this folder
     summary: dict[str, Any] = summarize(frame)
@@ -188,6 +193,10 @@ def render_data_card(summary: dict[str, Any]) -> str:
         "| `pd1/pd1_matched_phase0_results.jsonl.gz`, `pd1/pd1_unmatched_phase0_results.jsonl.gz` | the same trials in PD1's "
         "JSON-lines schema (`study_group`, `hps.*`, `best_valid/error_rate`, `status` done/diverged), with the "
         f"validation-error and training-loss curves (`valid/error_rate`, `train/ce_loss`, `global_step`, {plan['num_evals']} points) |",
+        f"| `{name}_curves.parquet`, `{name}_curves.trials.parquet` | the validation-error curves as `metabo.curves.Curves` "
+        "(long table `task, trial, step, value`, float32, and one row per trial: parameters, `status`, `part`, "
+        "`config_index`), every evaluation: what `metabo benchmark --curves`, `metabo curve-model` and the cost-aware "
+        "early-stopping comparison read |",
         f"| `{name}_summary.json` | the numbers in this card, the plan, software versions |",
         "",
         "Load it with:",
@@ -198,6 +207,9 @@ def render_data_card(summary: dict[str, Any]) -> str:
         f'frame = bundled_frame("{name}")   # all columns',
         "from metabo.datasets.pd1 import read_pd1_frame",
         'curves = read_pd1_frame(["data/pd1/pd1_matched_phase0_results.jsonl.gz"], include_curves=True)',
+        "from metabo.curves import Curves",
+        "from metabo.datasets.bundled import bundled_path",
+        f'curves = Curves.load(bundled_path("{name}", "_curves.parquet"), log.space)  # Curves: points + trials',
         "```",
         "",
         "## Search space and training",
