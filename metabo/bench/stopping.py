@@ -11,8 +11,8 @@ range. The pool is the target's complete curves (failures left out, as ``metabo 
 leaves them out of its pools).
 
 ``cost_benchmark`` runs it leave-one-task-out (the prior and the curve model pre-trained on the
-other tasks only); ``cost_markdown`` and ``plot_cost`` report it. ``metabo reproduce`` (the
-configs file's ``COST`` set) and ``metabo benchmark --curves`` call them.
+other tasks only); ``cost_markdown`` and ``plot_cost`` report it. ``metabo reproduce`` (``CostExperiment``
+entries in a configs file's QUICK or FULL) and ``metabo benchmark --curves`` call them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pandas as pd
 
 from metabo.curves import Curves
 from metabo.data import TuningLog
+from metabo.precision import float64
 from metabo.stopping.model import complete_scores, fit_curve_model, task_subset
 from metabo.stopping.rules import RULES, StoppingRule
 from metabo.stopping.watch import CurveWatch
@@ -126,7 +127,7 @@ SHOWN_COSTS = (5, 10, 25, 50, 100)
 
 @dataclass(frozen=True)
 class CostExperiment:
-    """One cost-aware comparison (``metabo reproduce`` runs the configs file's ``COST`` set).
+    """One cost-aware comparison (an entry of a configs file's QUICK or FULL for ``metabo reproduce``).
 
     Attributes:
       name: output folder under the reproduction's folder.
@@ -150,6 +151,7 @@ class CostExperiment:
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
+@float64  # the methods' GP work, whatever the caller's JAX setting (as run_unit)
 def cost_benchmark(
     log: TuningLog,
     curves: Curves,
